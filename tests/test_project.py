@@ -1,0 +1,77 @@
+"Project-level invariants: dependency lists in step, CI runs the README's test command, notebook layering."
+import ast, configparser, json, re, shlex
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_TO_PYPI = {'pytorch': 'torch'}  # conda-forge names that differ from PyPI's
+
+def _norm(req: str):
+    "('name', 'spec') with PyPI-style normalized name and whitespace-free spec."
+    m = re.match(r'\s*([A-Za-z0-9_.\-]+)\s*(.*)$', req)
+    name = m.group(1).lower().replace('_', '-')
+    return CONDA_TO_PYPI.get(name, name), m.group(2).replace(' ', '')
+
+def _settings():
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini')
+    return cfg['DEFAULT']
+
+def test_environment_yml_mirrors_settings_ini():
+    cfg = _settings()
+    wanted = {_norm(r) for r in shlex.split(cfg['requirements']) + shlex.split(cfg['dev_requirements'])}
+    env = yaml.safe_load((ROOT/'environment.yml').read_text())
+    deps = env['dependencies']
+    conda = [d for d in deps if isinstance(d, str)]
+    pip = [p for d in deps if isinstance(d, dict) for p in d.get('pip', [])]
+    python = [d for d in conda if d.startswith('python=')]
+    assert python == [f"python={cfg['min_python']}"], f"environment.yml pins {python}, settings.ini min_python={cfg['min_python']}"
+    have = {_norm(d) for d in conda + pip if not d.startswith(('python=', '-')) and d != 'pip'}
+    assert have == wanted, (f"only in environment.yml: {sorted(have - wanted)}; "
+                            f"only in settings.ini: {sorted(wanted - have)}")
+    assert '-e .' in pip, "environment.yml should install groundsup itself (pip: -e .)"
+
+def _readme_commands():
+    "Shell commands of the README's Quickstart code block(s)."
+    text = (ROOT/'README.md').read_text()
+    quick = text.split('## Quickstart', 1)[1].split('\n## ', 1)[0]
+    blocks = re.findall(r'```(?:sh|bash)?\n(.*?)```', quick, flags=re.S)
+    return [l.strip() for b in blocks for l in b.splitlines() if l.strip() and not l.strip().startswith('#')]
+
+def test_ci_runs_readme_test_command_verbatim():
+    cmds = _readme_commands()
+    assert 1 <= len(cmds) <= 2, f"the Quickstart should list one or two commands, found {cmds}"
+    ci = [l.strip() for l in (ROOT/'.ci'/'run').read_text().splitlines()]
+    test_cmds = [c for c in cmds if 'test' in c]
+    assert test_cmds, f"no test command in the Quickstart: {cmds}"
+    for c in test_cmds: assert c in ci, f"README test command {c!r} is not a line of .ci/run"
+
+def _notebooks():
+    return sorted(p for p in (ROOT/'nbs').glob('[0-9][0-9]_*.ipynb'))
+
+def _exported_module(nb: Path):
+    for cell in json.loads(nb.read_text())['cells']:
+        m = re.search(r'^#\|\s*default_exp\s+(\S+)', ''.join(cell['source']), flags=re.M)
+        if m: return m.group(1)
+
+def test_every_numbered_notebook_exports_a_module():
+    nbs = _notebooks()
+    assert nbs, "no numbered notebooks in nbs/"
+    for nb in nbs:
+        mod = _exported_module(nb)
+        assert mod, f"{nb.name} has no `#| default_exp`"
+        assert (ROOT/'groundsup'/(mod.replace('.', '/') + '.py')).exists(), f"{nb.name}: groundsup/{mod}.py missing (run nbdev_export)"
+
+def test_modules_import_only_lower_numbered_notebooks():
+    "Each notebook is one room: its module may import groundsup modules of lower-numbered notebooks only."
+    rank = {_exported_module(nb): int(nb.name[:2]) for nb in _notebooks()}
+    for mod, r in rank.items():
+        tree = ast.parse((ROOT/'groundsup'/(mod.replace('.', '/') + '.py')).read_text())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ''] if isinstance(node, ast.ImportFrom) and node.level == 0 else
+                     [f"groundsup.{node.module or ''}".rstrip('.')] if isinstance(node, ast.ImportFrom) else [])
+            for n in names:
+                if not n.startswith('groundsup.'): continue
+                dep = n.split('.', 1)[1].split('.')[0]
+                if dep in rank: assert rank[dep] < r, f"groundsup.{mod} (notebook {r:02d}) imports groundsup.{dep} (notebook {rank[dep]:02d})"

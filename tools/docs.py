@@ -13,6 +13,7 @@ from nbconvert.preprocessors import TagRemovePreprocessor
 from nbdev.config import get_config
 
 _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*)$')
+_PANDOC_ATTRS = re.compile(r'\{target="_blank"[^}]*\}')  # quarto link attributes in show_doc output
 
 def page_name(nb: Path) -> str:
     "nbdev's page name: `00_core.ipynb` -> `core.html`."
@@ -35,6 +36,9 @@ def prepare(nb):
             if directives.get('echo') == 'false': tags.add('remove_input')
             if directives.get('output') == 'false': tags.add('remove_output')
             cell.source, cell.metadata['tags'] = '\n'.join(lines), sorted(tags)
+            for o in cell.get('outputs', []):
+                md = o.get('data', {}).get('text/markdown')
+                if md: o['data']['text/markdown'] = _PANDOC_ATTRS.sub('', md if isinstance(md, str) else ''.join(md))
         cells.append(cell)
     nb.cells = cells
     return title
@@ -58,7 +62,7 @@ def html_site(cache: Path, out: Path):
         up = '../' * len(rel.parts)
         nav = ' | '.join(f'<a href="{up}{q.relative_to(cache).parent.as_posix() + "/" if q.relative_to(cache).parent != Path() else ""}'
                          f'{"index.html" if q.stem == "index" and q.parent == cache else page_name(q)}">{titles[q]}</a>' for q in order)
-        exporter = HTMLExporter(template_name='lab')
+        exporter = HTMLExporter(template_name='lab', exclude_input_prompt=True, exclude_output_prompt=True)
         exporter.register_preprocessor(_tag_remover(), enabled=True)
         body, _ = exporter.from_notebook_node(nbs[p], resources={'metadata': {'name': titles[p]}})
         body = re.sub(r'(<body[^>]*>)', lambda m: m.group(1) + f'<nav style="padding:8px 16px;border-bottom:1px solid #ddd;font-family:sans-serif">{nav}</nav>', body, count=1)

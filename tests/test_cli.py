@@ -31,7 +31,7 @@ def test_tiny_demo_writes_report_and_reuses_caches(tmp_path, capsys):
     assert 'pointing game' in text and '![grounding](grounding.png)' in text and (tmp_path / 'd' / 'grounding.png').stat().st_size > 1000
     m = json.loads((tmp_path / 'd' / 'metrics.json').read_text())
     assert 0 <= m['grounding']['pointing_game'] <= 1 and 0 < m['grounding']['mask_area'] < 1
-    maps = tmp_path / 'd' / 'grounding' / 'maps.safetensors'
+    maps = tmp_path / 'd' / 'grounding' / 'maps-00000.safetensors'
     mtime = maps.stat().st_mtime_ns
     assert main(args) == 0
     assert maps.stat().st_mtime_ns == mtime          # grounding reused from the cache

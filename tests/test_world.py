@@ -65,3 +65,13 @@ def test_tiny_clip_config_registers_with_open_clip():
     cfg = world_clip_config()
     assert isinstance(cfg['vision_cfg']['layers'], list)     # ModifiedResNet tower: GradCAM at visual.layer4
     assert open_clip.get_tokenizer(WORLD_CLIP)(['a photo of a shape']).shape == (1, cfg['text_cfg']['context_length'])
+
+def test_shipped_tiny_clip_loads_and_grounds_the_shapes():
+    "Regression test of the shipped checkpoint on a few held-out scenes (full figures: nbs/05_world.ipynb)."
+    from groundsup.world import load_world_clip, evaluate_world_clip, world_clip_path
+    assert world_clip_path().stat().st_size < 20e6
+    clip = load_world_clip(device='cpu')
+    ev = evaluate_world_clip(clip, n=48, seed=1, batch_size=24)
+    assert ev['grid'] == (7, 7)
+    assert ev['place_accuracy'] > 0.9
+    assert ev['object_pointing_game'] > 0.6 and ev['object_energy_ratio'] > 3

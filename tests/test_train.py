@@ -29,12 +29,13 @@ def test_kill_9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, workers):
     wa, wb = _weights(ref), _weights(cut)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
-def test_ddp_two_processes_equal_one_process(tmp_path):
+@pytest.mark.parametrize('loss', ['vanilla', 'gals'])
+def test_ddp_two_processes_equal_one_process(tmp_path, loss):
     "Same global batch, data order and augmentation; no dropout (each process draws its own dropout masks)."
     one, two = tmp_path/'one', tmp_path/'two'
-    r = _run([sys.executable, SCRIPT, one, '0', '0', '0']); assert r.returncode == 0, r.stderr
+    r = _run([sys.executable, SCRIPT, one, '0', '0', '0', loss]); assert r.returncode == 0, r.stderr
     r = _run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_addr', '127.0.0.1',
-              '--master_port', str(_free_port()), SCRIPT, two, '0', '0', '0'])
+              '--master_port', str(_free_port()), SCRIPT, two, '0', '0', '0', loss])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     h1, h2 = json.loads((one/'result.json').read_text()), json.loads((two/'result.json').read_text())
     assert [h['val_average'] for h in h1] == [h['val_average'] for h in h2]

@@ -141,3 +141,13 @@ def test_build_model_names():
     assert isinstance(build_model('resnet18_abn', 2, residual=False), ABNResNet)
     with pytest.raises(ValueError, match="model 'resnet'"): build_model('resnet')
     with pytest.raises(ValueError, match='num_classes=-1'): build_model('resnet18_abn', -1)
+
+@pytest.mark.gpu
+def test_abn_bf16_channels_last_on_cuda():
+    m = ABNResNet('resnet50', 2).cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 224, 224, device='cuda').to(memory_format=torch.channels_last)
+    with torch.autocast('cuda', dtype=torch.bfloat16):
+        out = m(x)
+    assert out.attention.shape == (4, 1, 14, 14) and out.logits.shape == (4, 2)
+    (out.logits.float().sum() + out.branch_logits.float().sum()).backward()
+    assert torch.isfinite(m.att_conv3.weight.grad).all()

@@ -57,4 +57,11 @@ d = { 'settings': { 'branch': 'main',
                                    'groundsup.metrics.rank_correlation': ('metrics.html#rank_correlation', 'groundsup/metrics.py'),
                                    'groundsup.metrics.ratio_delta': ('metrics.html#ratio_delta', 'groundsup/metrics.py'),
                                    'groundsup.metrics.topk_iou': ('metrics.html#topk_iou', 'groundsup/metrics.py'),
-                                   'groundsup.metrics.topk_region': ('metrics.html#topk_region', 'groundsup/metrics.py')}}}
+                                   'groundsup.metrics.topk_region': ('metrics.html#topk_region', 'groundsup/metrics.py')},
+            'groundsup.plots': { 'groundsup.plots._is_group_acc': ('plots.html#_is_group_acc', 'groundsup/plots.py'),
+                                 'groundsup.plots._mask_scores': ('plots.html#_mask_scores', 'groundsup/plots.py'),
+                                 'groundsup.plots._overlay': ('plots.html#_overlay', 'groundsup/plots.py'),
+                                 'groundsup.plots.attention_grid': ('plots.html#attention_grid', 'groundsup/plots.py'),
+                                 'groundsup.plots.group_accuracy_bars': ('plots.html#group_accuracy_bars', 'groundsup/plots.py'),
+                                 'groundsup.plots.to_display': ('plots.html#to_display', 'groundsup/plots.py'),
+                                 'groundsup.plots.training_curves': ('plots.html#training_curves', 'groundsup/plots.py')}}}

@@ -132,19 +132,26 @@ def _resolve_target(model, x, target):
 
 # %% ../nbs/03_attribution.ipynb #38dad454
 class _Preserved:
-    "Context manager: restore `model`'s train/eval flags, `requires_grad` flags, and (in training mode) its buffers."
+    "Context manager: restore `model`'s train/eval flags and `requires_grad` flags; BatchNorm statistics stay untouched."
     def __init__(self, model): self.model = model
     def __enter__(self):
         m = self.model
         self.modes = [(mod, mod.training) for mod in m.modules()]
         self.flags = [(p, p.requires_grad) for p in m.parameters()]
-        self.buffers = [(b, b.detach().clone()) for b in m.buffers()] if m.training else []
+        # In training mode, BatchNorm layers would update their running statistics in place during the extra forward
+        # pass, which also breaks the backward of a training forward that saved them. Detach the statistics for the
+        # duration (BatchNorm then normalizes with batch statistics, as in training) and put the same tensors back.
+        self.stats = []
+        if m.training:
+            for mod in m.modules():
+                if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
+                    self.stats.append((mod, mod.running_mean, mod.running_var, mod.num_batches_tracked))
+                    mod.running_mean = mod.running_var = mod.num_batches_tracked = None
         return self
     def __exit__(self, *exc):
         for mod, training in self.modes: mod.training = training
         for p, flag in self.flags: p.requires_grad_(flag)
-        with torch.no_grad():
-            for b, saved in self.buffers: b.copy_(saved)
+        for mod, mean, var, n in self.stats: mod.running_mean, mod.running_var, mod.num_batches_tracked = mean, var, n
         return False
 
 # %% ../nbs/03_attribution.ipynb #90c8341b

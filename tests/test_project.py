@@ -47,7 +47,12 @@ def test_ci_runs_readme_test_command_verbatim():
     for c in test_cmds: assert c in ci, f"README test command {c!r} is not a line of .ci/run"
 
 def _notebooks():
-    return sorted(p for p in (ROOT/'nbs').glob('[0-9][0-9]_*.ipynb'))
+    return sorted(p for p in (ROOT/'nbs').glob('[0-9][0-9]*_*.ipynb'))
+
+def _rank(nb: Path):
+    "Order of a notebook: `08_train` -> (8, ''), `08a_experiment` -> (8, 'a'), which comes after it."
+    m = re.match(r'(\d+)([a-z]?)_', nb.name)
+    return int(m.group(1)), m.group(2)
 
 def _exported_module(nb: Path):
     for cell in json.loads(nb.read_text())['cells']:
@@ -64,7 +69,7 @@ def test_every_numbered_notebook_exports_a_module():
 
 def test_modules_import_only_lower_numbered_notebooks():
     "Each notebook is one room: its module may import groundsup modules of lower-numbered notebooks only."
-    rank = {_exported_module(nb): int(nb.name[:2]) for nb in _notebooks()}
+    rank = {_exported_module(nb): _rank(nb) for nb in _notebooks()}
     for mod, r in rank.items():
         tree = ast.parse((ROOT/'groundsup'/(mod.replace('.', '/') + '.py')).read_text())
         for node in ast.walk(tree):
@@ -74,4 +79,4 @@ def test_modules_import_only_lower_numbered_notebooks():
             for n in names:
                 if not n.startswith('groundsup.'): continue
                 dep = n.split('.', 1)[1].split('.')[0]
-                if dep in rank: assert rank[dep] < r, f"groundsup.{mod} (notebook {r:02d}) imports groundsup.{dep} (notebook {rank[dep]:02d})"
+                if dep in rank: assert rank[dep] < r, f"groundsup.{mod} (notebook {r}) imports groundsup.{dep} (notebook {rank[dep]})"

@@ -1,0 +1,30 @@
+"The shipped experiment configurations: every one loads and passes the checks once its paths are given."
+import pytest
+from groundsup.experiment import load_config, shipped_configs
+
+NAMES = shipped_configs()
+
+def test_configs_ship():
+    assert {'waterbirds_95_gals', 'waterbirds_100_gals', 'redmeat_gals', 'waterbirds_95_vanilla', 'waterbirds_95_abn',
+            'waterbirds_95_upweight'} <= set(NAMES)
+
+@pytest.mark.parametrize('name', NAMES)
+def test_shipped_config_loads_with_paths(name, tmp_path):
+    cfg = load_config(name, [f'data.root={tmp_path}', f'data.grounding={tmp_path}'] if name.endswith('gals') else [f'data.root={tmp_path}'])
+    assert cfg.name == name and cfg.train.epochs > 0
+
+@pytest.mark.parametrize('name', NAMES)
+def test_shipped_config_names_what_is_missing(name):
+    with pytest.raises(ValueError, match='not set: .*data.root'):
+        load_config(name)
+
+def test_gals_published_hyperparameters():
+    cfg = load_config('waterbirds_95_gals', ['data.root=/x', 'data.grounding=/y'])
+    assert (cfg.loss.gradient_outside.weight, cfg.loss.gradient_outside.criterion, cfg.train.lr, cfg.train.head_lr,
+            cfg.train.batch_size, cfg.train.epochs, cfg.train.weight_decay) == (10000, 'l1', 0.005, 0.0001, 96, 200, 1e-5)
+
+def test_bad_override_fails_before_training():
+    with pytest.raises(ValueError, match='loss.gradient_outside.*criterion'):
+        load_config('waterbirds_95_gals', ['data.root=/x', 'data.grounding=/y', 'loss.gradient_outside.criterion=l3'])
+    with pytest.raises(ValueError, match='EXP'):
+        load_config('waterbirds_95_gals', ['data.root=/x', 'data.grounding=/y', 'EXP.LOSSES.GRADIENT_OUTSIDE.WEIGHT=1'])

@@ -3,6 +3,7 @@ import pytest
 from groundsup.experiment import load_config, shipped_configs
 
 NAMES = shipped_configs()
+DATASET_NAMES = [n for n in NAMES if not n.startswith('world_')]   # the world's configs have their own defaults (made on first use)
 
 def test_configs_ship():
     assert {'waterbirds_95_gals', 'waterbirds_100_gals', 'redmeat_gals', 'waterbirds_95_vanilla', 'waterbirds_95_abn',
@@ -13,10 +14,16 @@ def test_shipped_config_loads_with_paths(name, tmp_path):
     cfg = load_config(name, [f'data.root={tmp_path}', f'data.grounding={tmp_path}'] if name.endswith('gals') else [f'data.root={tmp_path}'])
     assert cfg.name == name and cfg.train.epochs > 0
 
-@pytest.mark.parametrize('name', NAMES)
+@pytest.mark.parametrize('name', DATASET_NAMES)
 def test_shipped_config_names_what_is_missing(name):
     with pytest.raises(ValueError, match='not set: .*data.root'):
         load_config(name)
+
+@pytest.mark.parametrize('name', [n for n in NAMES if n.startswith('world_')])
+def test_world_configs_run_without_arguments(name):
+    cfg = load_config(name)
+    assert cfg.data.kind == 'world' and cfg.seeds == [0, 1, 2] and cfg.model.pretrained is False
+    assert cfg.data.root == 'groundsup-world/world-95'            # relative to the working directory, not to the package
 
 def test_gals_published_hyperparameters():
     cfg = load_config('waterbirds_95_gals', ['data.root=/x', 'data.grounding=/y'])

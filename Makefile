@@ -8,7 +8,7 @@ STAMP := $(VENV)/.groundsup-installed
 FLAGS ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install test check docs clean-docs
+.PHONY: install demo test check docs clean-docs
 
 install: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): settings.ini setup.py
 	@$(PY) -m pip install --disable-pip-version-check -e ".[dev]" > $(VENV)/install.log 2>&1 \
 		|| { grep -v 'WARNING: Location' $(VENV)/install.log | tail -40; exit 1; }
 	@touch $(STAMP)
+
+## The main job: `groundsup demo` (the GALS story on the shipped world) into groundsup-demo/.
+## Options go through DEMO_ARGS, e.g. `make demo DEMO_ARGS="--device cuda"`.
+demo: $(STAMP)
+	@$(VENV)/bin/groundsup demo $(DEMO_ARGS)
 
 ## The whole test suite: notebooks/library in sync, notebooks clean, nbdev_test, pytest.
 ## Include flagged tests with e.g. `make test FLAGS="slow gpu"`.

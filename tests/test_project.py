@@ -46,6 +46,12 @@ def test_ci_runs_readme_test_command_verbatim():
     assert test_cmds, f"no test command in the Quickstart: {cmds}"
     for c in test_cmds: assert c in ci, f"README test command {c!r} is not a line of .ci/run"
 
+def test_readme_main_job_is_the_demo():
+    main = [c for c in _readme_commands() if 'test' not in c]
+    assert main == ['make demo'], f"the Quickstart's main-job command should be `make demo`, found {main}"
+    mk = (ROOT/'Makefile').read_text()
+    assert re.search(r'^demo: \$\(STAMP\)\n\t@\$\(VENV\)/bin/groundsup demo', mk, flags=re.M), "Makefile: `demo` should install, then run `groundsup demo`"
+
 def _notebooks():
     return sorted(p for p in (ROOT/'nbs').glob('[0-9][0-9]*_*.ipynb'))
 

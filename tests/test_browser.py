@@ -29,6 +29,11 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
+def _importable(name: str) -> bool:
+    import importlib.util
+    try: return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError: return False
+
 def _notebook(path: Path):
     nb = {'cells': [{'cell_type': 'code', 'execution_count': None, 'id': 'comparer', 'metadata': {}, 'outputs': [],
                      'source': NOTEBOOK_CODE.splitlines(keepends=True)}],
@@ -39,10 +44,15 @@ def _notebook(path: Path):
 @pytest.fixture
 def lab(tmp_path):
     "A JupyterLab server on 127.0.0.1 (random free port, random token) serving `tmp_path`; yields its base URL and token."
-    if not CHROMIUM.exists(): pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI installs it")
-    pytest.importorskip('playwright.sync_api', reason="the playwright package is not installed (pip install playwright)")
-    pytest.importorskip('jupyterlab', reason="jupyterlab is not installed")
+    missing = [why for ok, why in ((CHROMIUM.exists(), f"{CHROMIUM} is not installed (apt-get install chromium; CI installs it)"),
+                                   (_importable('playwright.sync_api'), "the playwright package is not installed (pip install playwright)"),
+                                   (_importable('jupyterlab'), "jupyterlab is not installed"))
+               if not ok]
+    if missing:   # CI sets GROUNDSUP_REQUIRE_BROWSER=1: there a missing piece fails the test instead of skipping it
+        (pytest.fail if os.environ.get('GROUNDSUP_REQUIRE_BROWSER') == '1' else pytest.skip)('; '.join(missing))
     _notebook(tmp_path/'comparer.ipynb')
+    news = tmp_path/'.settings'/'@jupyterlab'/'apputils-extension'/'notification.jupyterlab-settings'
+    news.parent.mkdir(parents=True); news.write_text(json.dumps({'fetchNews': 'false'}))   # no "Jupyter news?" toast over the screenshots
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path/'.config'), JUPYTERLAB_SETTINGS_DIR=str(tmp_path/'.settings'),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path/'.workspaces'), JUPYTER_RUNTIME_DIR=str(tmp_path/'.runtime'),

@@ -197,3 +197,13 @@ def test_static_fallback(clip, data, capsys):
     assert STATIC_NOTICE in capsys.readouterr().out
     fig = c.static_figure([0, 1])
     assert len(fig.axes) >= 8
+
+def test_threads_restored(clip, data):
+    old = torch.get_num_threads()
+    seen = []
+    class Probe(nn.Module):
+        def __init__(self): super().__init__(); self.net = toy_net(2)
+        def forward(self, x): seen.append(torch.get_num_threads()); return self.net(x)
+    Comparer(data[0], clip, Probe(), threads=1)
+    assert seen and set(seen) == {1} and torch.get_num_threads() == old
+    with pytest.raises(ValueError, match='threads=0'): Comparer(data[0], clip, toy_net(2), threads=0)

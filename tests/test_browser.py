@@ -1,0 +1,170 @@
+"The comparer in a real browser: JupyterLab on 127.0.0.1, a notebook that builds it on the shipped world, headless Chromium via playwright."
+import json, os, secrets, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path('/usr/bin/chromium')
+ARTIFACTS = ROOT/'tests'/'artifacts'
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+                 '--disable-sync']
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOK_CODE = """\
+import torch
+from groundsup.world import make_world, load_world_clip, OBJECT_PROMPT
+from groundsup.data import WaterbirdsDataset
+from groundsup.train import toy_net
+from groundsup.widgets import Comparer
+root = make_world('world', n_train=0, n_val=0, n_test=8, size=112, progress=False)
+torch.manual_seed(0)
+cmp = Comparer(WaterbirdsDataset(root, 'test'), load_world_clip(device='cpu'), toy_net(2), prompts=[OBJECT_PROMPT],
+               classes=['round', 'angular'], group_names=['round on land', 'round on water', 'angular on land', 'angular on water'])
+cmp
+"""
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _importable(name: str) -> bool:
+    import importlib.util
+    try: return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError: return False
+
+def _notebook(path: Path):
+    nb = {'cells': [{'cell_type': 'code', 'execution_count': None, 'id': 'comparer', 'metadata': {}, 'outputs': [],
+                     'source': NOTEBOOK_CODE.splitlines(keepends=True)}],
+          'metadata': {'kernelspec': {'display_name': 'Python 3', 'language': 'python', 'name': 'python3'}},
+          'nbformat': 4, 'nbformat_minor': 5}
+    path.write_text(json.dumps(nb))
+
+@pytest.fixture
+def lab(tmp_path):
+    "A JupyterLab server on 127.0.0.1 (random free port, random token) serving `tmp_path`; yields its base URL and token."
+    missing = [why for ok, why in ((CHROMIUM.exists(), f"{CHROMIUM} is not installed (apt-get install chromium; CI installs it)"),
+                                   (_importable('playwright.sync_api'), "the playwright package is not installed (pip install playwright)"),
+                                   (_importable('jupyterlab'), "jupyterlab is not installed"))
+               if not ok]
+    if missing:   # CI sets GROUNDSUP_REQUIRE_BROWSER=1: there a missing piece fails the test instead of skipping it
+        (pytest.fail if os.environ.get('GROUNDSUP_REQUIRE_BROWSER') == '1' else pytest.skip)('; '.join(missing))
+    _notebook(tmp_path/'comparer.ipynb')
+    news = tmp_path/'.settings'/'@jupyterlab'/'apputils-extension'/'notification.jupyterlab-settings'
+    news.parent.mkdir(parents=True); news.write_text(json.dumps({'fetchNews': 'false'}))   # no "Jupyter news?" toast over the screenshots
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path/'.config'), JUPYTERLAB_SETTINGS_DIR=str(tmp_path/'.settings'),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path/'.workspaces'), JUPYTER_RUNTIME_DIR=str(tmp_path/'.runtime'),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ServerApp.ip=127.0.0.1', f'--ServerApp.port={port}',
+           '--ServerApp.port_retries=0', f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={tmp_path}',
+           '--LabApp.news_url=', '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate']
+    if hasattr(os, 'geteuid') and os.geteuid() == 0: cmd.append('--allow-root')   # CI containers often run as root
+    log = open(tmp_path/'lab.log', 'w')
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f'http://127.0.0.1:{port}'
+    try:
+        deadline = time.time() + 120
+        while True:
+            if proc.poll() is not None: pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{(tmp_path/'lab.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f'{url}/api/status?token={token}', timeout=2) as r:
+                    if r.status == 200: break
+            except OSError: pass
+            if time.time() > deadline: pytest.fail(f"JupyterLab did not answer in 120 s:\n{(tmp_path/'lab.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, token, tmp_path
+    finally:
+        proc.terminate()
+        try: proc.wait(20)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        log.close()
+
+def _src(page, cls):
+    return page.eval_on_selector(f'img.{cls}', 'e => e.src')
+
+def _wait_src_change(page, cls, old, t, timeout=120_000):
+    "Wait until the panel's image is replaced; returns the seconds since `t` (a `time.perf_counter()` taken before the action)."
+    page.wait_for_function("([c, old]) => { const e = document.querySelector('img.' + c); return e && e.src && e.src !== old; }",
+                           arg=[cls, old], timeout=timeout)
+    return time.perf_counter() - t
+
+def _wait_ready(page, timeout=120_000):
+    page.wait_for_function("() => { const s = document.querySelector('.groundsup-status'); "
+                           "return s && s.textContent.includes('ready') && !document.querySelector('.groundsup-comparer.groundsup-busy'); }",
+                           timeout=timeout)
+
+def test_comparer_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+    url, token, tmp = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={'width': 1500, 'height': 1100})
+            page.goto(f'{url}/lab/tree/comparer.ipynb?token={token}', timeout=120_000)
+            page.wait_for_selector('.jp-NotebookPanel .jp-Cell', timeout=120_000)
+            # once the kernel is idle, run the cell with Shift+Enter
+            page.wait_for_function("() => /\\|\\s*Idle/.test(document.body.innerText)", timeout=120_000)
+            no = page.locator('.jp-Notification-Toast button', has_text='No')
+            if no.count(): no.first.click()                  # the "Jupyter news?" question, if asked
+            page.locator('.jp-Cell .jp-InputArea-editor').first.click()
+            t = time.perf_counter()
+            page.keyboard.press('Shift+Enter')
+            page.wait_for_selector('.groundsup-comparer', timeout=180_000)
+            _wait_ready(page, 180_000)
+            timings['run_cell_to_ready_s'] = time.perf_counter() - t
+            # the controls and the four panels rendered
+            for sel in ('.groundsup-prompts input', '.groundsup-slider', 'button.groundsup-next', 'button.groundsup-prev', '.groundsup-jump input'):
+                assert page.locator(sel).count() == 1 and page.locator(sel).is_visible(), sel
+            assert page.locator('.groundsup-comparer select').count() >= 7      # filters, methods, target, colormap
+            panels = ['groundsup-panel-image', 'groundsup-panel-grounding', 'groundsup-panel-attention', 'groundsup-panel-agreement']
+            for c in panels:
+                size = page.eval_on_selector(f'img.{c}', 'e => [e.naturalWidth, e.naturalHeight]')
+                assert size == [224, 224], (c, size)
+            assert 'pred' in page.inner_text('.groundsup-comparer')
+            page.screenshot(path=str(ARTIFACTS/'comparer_initial.png'), full_page=True)
+            before = {c: _src(page, c) for c in panels}
+            shot_g = page.locator('img.groundsup-panel-grounding').screenshot()
+
+            # a new prompt: the grounding (and agreement) panels change, the image panel does not
+            box = page.locator('.groundsup-prompts input')
+            box.fill('a photo of water')
+            t = time.perf_counter(); box.press('Enter')
+            timings['prompt_change_s'] = _wait_src_change(page, 'groundsup-panel-grounding', before['groundsup-panel-grounding'], t)
+            _wait_ready(page)
+            timings['prompt_change_kernel_status'] = page.inner_text('.groundsup-status')
+            assert page.locator('img.groundsup-panel-grounding').screenshot() != shot_g
+            assert _src(page, 'groundsup-panel-image') == before['groundsup-panel-image']
+            assert 'water' in page.inner_text('.groundsup-comparer')
+            page.screenshot(path=str(ARTIFACTS/'comparer_prompt_water.png'), full_page=True)
+
+            # the next image: every panel changes
+            after_prompt = {c: _src(page, c) for c in panels}
+            shot_i = page.locator('img.groundsup-panel-image').screenshot()
+            t = time.perf_counter(); page.locator('button.groundsup-next').click()
+            timings['image_change_s'] = _wait_src_change(page, 'groundsup-panel-image', after_prompt['groundsup-panel-image'], t)
+            _wait_ready(page)
+            timings['image_change_kernel_status'] = page.inner_text('.groundsup-status')
+            for c in panels: assert _src(page, c) != after_prompt[c], c
+            assert page.locator('img.groundsup-panel-image').screenshot() != shot_i
+            assert page.input_value('.groundsup-jump input') == '1'
+            assert '#1' in page.inner_text('.groundsup-comparer')
+            page.screenshot(path=str(ARTIFACTS/'comparer_next_image.png'), full_page=True)
+
+            # jump to an index
+            old = _src(page, 'groundsup-panel-image')
+            jump = page.locator('.groundsup-jump input')
+            jump.fill('5'); t = time.perf_counter(); jump.press('Enter')
+            timings['jump_s'] = _wait_src_change(page, 'groundsup-panel-image', old, t)
+            _wait_ready(page)
+            assert '#5' in page.inner_text('.groundsup-comparer')
+            page.screenshot(path=str(ARTIFACTS/'comparer_jump_5.png'), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS/'failure.png'), full_page=True); raise
+        finally:
+            browser.close()
+    (ARTIFACTS/'timings.json').write_text(json.dumps(timings, indent=1))
+    print(json.dumps(timings, indent=1))

@@ -1,0 +1,209 @@
+"Widgets driven from code on random-init models: what changes, and what is not recomputed."
+import time
+import pytest, torch
+import torch.nn as nn
+import open_clip
+
+from groundsup.grounding import CLIPBundle, ground_dataset, MapCache
+from groundsup.attribution import METHODS
+from groundsup.train import toy_net, train, TrainConfig, track_attention, ToyImages
+from groundsup.widgets import Comparer, DatasetView, TrainingView, clip_input, widgets_available, STATIC_NOTICE
+
+N = 6
+
+@pytest.fixture(scope='module')
+def clip():
+    "A random-init tiny CLIP ResNet (96 px input: a 3 x 3 grid at layer4; this seed gives non-zero maps)."
+    torch.manual_seed(0)
+    cfg = dict(embed_dim=32, vision_cfg=dict(image_size=96, layers=[1, 1, 1, 1], width=8, head_width=8),
+               text_cfg=dict(context_length=16, vocab_size=49408, width=32, heads=2, layers=1))
+    return CLIPBundle.from_model(open_clip.CLIP(**cfg).eval(), name='test-rn')
+
+@pytest.fixture(scope='module')
+def data():
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(N, 3, 48, 48, generator=g)
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    groups = torch.tensor([0, 1, 2, 3, 0, 1])
+    masks = torch.zeros(N, 1, 48, 48, dtype=torch.bool); masks[:, :, 10:30, 10:30] = True
+    return images, labels, groups, masks
+
+class Counting(nn.Module):
+    "Wraps a classifier and counts forward passes by image."
+    def __init__(self, net): super().__init__(); self.net, self.images = net, 0
+    def forward(self, x): self.images += len(x); return self.net(x)
+
+def make(clip, data, **kw):
+    "A comparer on the test images (saliency by default: GradCAM of a random toy net can be all zero)."
+    images, labels, groups, masks = data
+    kw.setdefault('attribution', 'saliency')
+    torch.manual_seed(0)
+    return Comparer(images, clip, Counting(toy_net(2)), prompts=['a photo of a bird'], labels=labels, groups=groups, masks=masks,
+                    classes=['land', 'water'], **kw)
+
+def test_comparer_builds_and_scores(clip, data):
+    c = make(clip, data)
+    assert c.error is None, c.error
+    assert all(len(p.value) > 100 and p.value[:4] == b'\x89PNG' for p in c.panels.values())
+    assert set(c.last['scores']) >= {'pointing_game', 'energy_inside', 'rank_correlation', 'attention_energy_inside_mask'}
+    assert c.last['grounding'].shape[0] == 1 and c.last['attention'].shape[0] == 1
+    assert 'pred' in c.titles['image'].value and '%' in c.titles['image'].value
+    assert 'ready' in c.status.value and 'groundsup-busy' not in c.widget._dom_classes
+    assert [c.calls[k] for k in ('ground', 'attribute', 'forward')] == [1, 1, 1]
+
+def test_prompt_change_regrounds_only(clip, data):
+    c = make(clip, data)
+    before = {k: p.value for k, p in c.panels.items()}
+    n0, g0 = c.calls.copy(), c.last['grounding']
+    fwd = c.model.images
+    c.prompt_box.value = 'a photo of a bird, a photo of water'          # what typing + Enter does
+    assert c.calls['ground'] - n0['ground'] == 1
+    assert c.calls['attribute'] == n0['attribute'] and c.model.images == fwd
+    assert c.last['grounding'].shape[0] == 2 and not torch.equal(c.last['grounding'][:1], c.last['grounding'][1:])
+    assert c.panels['image'].value == before['image'] and c.calls['render_image'] == n0['render_image']
+    assert c.panels['grounding'].value != before['grounding']
+    assert [label for label, _ in c.grounding_view.options][1:] == ['"a photo of a bird"', '"a photo of water"']
+    c.grounding_view.value = 1                                           # show one prompt: no new grounding
+    assert c.calls['ground'] - n0['ground'] == 1
+    assert torch.equal(c.last['shown_grounding'], c.last['grounding'][1:])
+    c.prompts = ['a photo of a bird']                                    # back to cached prompts
+    assert c.calls['ground'] - n0['ground'] == 1 and torch.equal(c.last['grounding'], g0)
+
+def test_navigation_and_caches(clip, data):
+    c = make(clip, data)
+    c.next_button.click(); assert c.index == 1 and c.jump.value == 1 and c.slider.value == 1
+    c.prev_button.click(); c.prev_button.click(); assert c.index == N - 1        # wraps around
+    c.slider.value = 2; assert c.index == 2
+    c.jump.value = 4; assert c.index == 4
+    n = c.calls.copy(); fwd = c.model.images
+    for i in (1, 2, 4): c.index = i                                          # all seen: nothing recomputed
+    assert [c.calls[k] - n[k] for k in ('ground', 'attribute', 'forward', 'score')] == [0, 0, 0, 0] and c.model.images == fwd
+    with pytest.raises(IndexError, match='index=99'): c.index = 99
+
+def test_display_controls_do_not_recompute(clip, data):
+    c = make(clip, data)
+    n = c.calls.copy()
+    c.opacity.value = 0.9; c.colormap.value = 'viridis'
+    assert [c.calls[k] - n[k] for k in ('ground', 'attribute', 'forward', 'score')] == [0, 0, 0, 0]
+    assert c.calls['render_image'] == n['render_image']
+    assert c.calls['render_grounding'] - n['render_grounding'] == 2 and c.calls['render_attention'] - n['render_attention'] == 2
+    s0 = c.last['scores']['energy_inside']
+    c.threshold.value = 0.2                                               # the grounded region grows: new scores, no new maps
+    assert [c.calls[k] - n[k] for k in ('ground', 'attribute')] == [0, 0] and c.calls['score'] - n['score'] == 1
+    assert c.last['scores']['energy_inside'] >= s0
+
+@pytest.mark.parametrize('method', list(METHODS))
+def test_every_attribution_method(clip, data, method):
+    c = make(clip, data)
+    n = c.calls['attribute']
+    c.attribution_method.value = method
+    assert c.error is None, c.error
+    assert c.calls['attribute'] == n + (method != 'saliency') and c.last['attention'].shape[0] == 1
+
+def test_targets(clip, data):
+    c = make(clip, data)
+    pred = int(c.last['logits'].argmax())
+    n = c.calls['attribute']
+    c.target.value = pred; assert c.calls['attribute'] == n            # the same class as 'pred': cached
+    c.target.value = 1 - pred; assert c.calls['attribute'] == n + 1 and c.last['target'] == 1 - pred
+    c.target.value = 'true'; assert c.last['target'] == int(data[1][0])
+
+def test_filters(clip, data):
+    c = make(clip, data)
+    c.group_filter.value = 1
+    assert c._positions == [1, 5] and c.index == 1 and 'of 6' in c.count.value
+    c.next_button.click(); assert c.index == 5
+    c.group_filter.value = None; c.label_filter.value = 0
+    assert c._positions == [0, 2, 4]
+    c.label_filter.value = None; c.misclassified.value = True
+    preds = c.logits(range(N)).argmax(1)
+    assert c._positions == (preds != data[1]).nonzero().flatten().tolist()
+    c.misclassified.value = False
+    c.group_filter.value = 3; c.index = 0                                # an image the filter hides: the filter is cleared
+    assert c.group_filter.value is None and c.index == 0
+
+def test_errors_show_in_status(clip, data):
+    c = make(clip, data)
+    c.prompts = ' , '
+    assert isinstance(c.error, ValueError) and 'prompts' in c.status.value
+    c.grounding_layer.value = 'layer3'; c.prompts = 'a bird'
+    assert c.error is None and c.last['grounding'].shape[-1] == 6            # layer3 of a 96 px input: a 6 x 6 grid
+    with pytest.raises(ValueError, match='attribution='): make(clip, data, attribution='lime')
+    with pytest.raises(ValueError, match='source'): Comparer(torch.rand(2, 48, 48), clip, toy_net(2))
+
+def test_model_modes_untouched(clip, data):
+    images, labels, groups, masks = data
+    net = toy_net(2).train()
+    Comparer(images, clip, net)
+    assert net.training and all(p.requires_grad for p in net.parameters())
+
+def test_grounding_cache(clip, data, tmp_path):
+    images = data[0]
+    cache = ground_dataset(clip, list(clip_input(clip, images)), ['a photo of a bird'], tmp_path / 'maps', progress=False)
+    c = make(clip, data, cache=MapCache(tmp_path / 'maps'))
+    assert c.calls['ground'] == 0 and c.calls['grounding_cache'] == 1
+    c2 = make(clip, data)
+    torch.testing.assert_close(c.last['grounding'], c2.last['grounding'], atol=2e-3, rtol=0)   # fp16 cache
+    c.prompts = 'a photo of water'                                       # not in the cache: grounded live
+    assert c.calls['ground'] == 1
+
+def test_dataset_view(clip, data):
+    c = make(clip, data)
+    n = c.calls.copy()
+    dv = DatasetView(c, n_gallery=3, with_comparer=False)
+    assert c.calls['ground'] - n['ground'] == N - 1 and c.calls['attribute'] - n['attribute'] == N - 1   # the shown image is cached
+    r = dv.results['rank_correlation']
+    order = dv.ranking()
+    vals = [float(r[i]) for i in order if not torch.isnan(r[i])]
+    assert vals == sorted(vals) and len(order) == N
+    assert len(dv.gallery.children) == 3 and dv.histogram.value[:4] == b'\x89PNG'
+    dv.gallery.children[1].children[-1].click()
+    assert c.index == order[1]
+    h = dv.histogram.value
+    dv.score.value = 'energy_inside'
+    assert dv.histogram.value != h and dv.ranking()[0] == int(dv.results['energy_inside'].nan_to_num(9).argmin())
+    n = c.calls.copy()
+    dv.update()                                                         # same settings: all from the caches
+    assert [c.calls[k] - n[k] for k in ('ground', 'attribute', 'score')] == [0, 0, 0]
+    c.prompts = 'a photo of water'; dv.update_button.click()
+    assert c.calls['ground'] - n['ground'] == N and dv.settings['prompts'] == ['a photo of water']
+
+def test_training_view(tmp_path):
+    ds = ToyImages(32, 16)
+    probes = torch.stack([ds[i]['image'] for i in range(3)])
+    runs = {}
+    for name, lr in (('vanilla', 0.1), ('other', 0.01)):
+        torch.manual_seed(0)
+        train(toy_net(2), ds, cfg=TrainConfig(epochs=3, batch_size=8, lr=lr, device='cpu'), out=tmp_path / name,
+              hooks={'after_epoch': [track_attention(probes, torch.tensor([int(ds[i]['label']) for i in range(3)]), every=1)]}, progress=False)
+        runs[name] = tmp_path / name
+    masks = torch.zeros(3, 1, 16, 16, dtype=torch.bool); masks[..., 8:] = True
+    tv = TrainingView(runs, masks=masks, grounding=masks.float())
+    assert tv.epochs == [1, 2, 3] and tv.epoch.value == 3
+    assert tv.calls['render'] == 3 + 2 * 3
+    first = tv.cells['vanilla', 0].value
+    tv.epoch.value = 1
+    assert tv.calls['render'] == 9 + 6 and tv.cells['vanilla', 0].value != first       # probes' row unchanged
+    s = tv.scores()
+    assert set(s) == {'vanilla', 'other'} and set(s['vanilla']) == {'accuracy', 'energy_inside_mask', 'rank_correlation_grounding'}
+    tv.opacity.value = 0.2; assert tv.calls['render'] == 15 + 9
+    assert 'vanilla' in tv.summary.value
+    with pytest.raises(ValueError, match='runs'): TrainingView({})
+
+def test_static_fallback(clip, data, capsys):
+    c = make(clip, data)
+    assert not widgets_available()                                      # pytest: no Jupyter kernel
+    c.show()
+    assert STATIC_NOTICE in capsys.readouterr().out
+    fig = c.static_figure([0, 1])
+    assert len(fig.axes) >= 8
+
+def test_threads_restored(clip, data):
+    old = torch.get_num_threads()
+    seen = []
+    class Probe(nn.Module):
+        def __init__(self): super().__init__(); self.net = toy_net(2)
+        def forward(self, x): seen.append(torch.get_num_threads()); return self.net(x)
+    Comparer(data[0], clip, Probe(), threads=1)
+    assert seen and set(seen) == {1} and torch.get_num_threads() == old
+    with pytest.raises(ValueError, match='threads=0'): Comparer(data[0], clip, toy_net(2), threads=0)

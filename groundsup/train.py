@@ -380,7 +380,7 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
                 if cfg.scheduler == 'cosine': sched.step()
                 run.global_step += 1
                 run.last_parts = {k: float(v) for k, v in parts.items()}
-                bar.set_postfix(loss=f"{float(loss):.4f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
                 if cfg.ckpt_every and run.global_step % cfg.ckpt_every == 0: save('last')
                 call('after_step')
         # end of epoch

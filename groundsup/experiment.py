@@ -39,7 +39,8 @@ class DataCfg:
     kind: str = 'waterbirds'            # 'waterbirds' (metadata.csv folder), 'world' (generated in root), 'food101_redmeat' or 'csv'
     root: str = MISSING                 # dataset folder (csv: the CSV file); relative: to the config file (shipped configs: to the working dir)
     size: int = 224                     # training image side
-    augment: str = 'crop_flip'          # 'crop_flip' (random resized crop + flip; eval: resize 256 + centre crop) or 'none' (GALS: resize only)
+    augment: str = 'crop_flip'          # 'crop_flip' (random resized crop + flip; eval: see eval_crop) or 'none' (GALS: resize only)
+    eval_crop: bool = True              # with crop_flip, evaluate on a resize to size*256/224 + centre crop (Waterbirds standard); false: resize to size
     grounding: Optional[str] = None     # grounding cache folder for `source: grounding` terms (written by `groundsup ground`)
     masks: bool = False                 # load foreground masks (for `source: mask` terms and localisation metrics)
     upweight: Optional[str] = None      # None, 'class' or 'group' (group labels: a baseline GALS does not need)
@@ -202,7 +203,7 @@ def build_datasets(cfg: DictConfig, # experiment configuration
     "The experiment's datasets: training transform and maps on 'train', evaluation transform on 'val' and 'test'."
     d = cfg.data
     tr = train_transform(d.size) if d.augment == 'crop_flip' else gals_transform(d.size)
-    ev = eval_transform(d.size, resize=round(d.size * 256 / 224)) if d.augment == 'crop_flip' else gals_transform(d.size)
+    ev = eval_transform(d.size, resize=round(d.size * 256 / 224)) if d.augment == 'crop_flip' and d.eval_crop else gals_transform(d.size)
     out = {}
     for split in splits:
         kw = dict(transform=tr if split == 'train' else ev, maps=maps if split == 'train' else None)

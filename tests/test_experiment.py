@@ -35,3 +35,17 @@ def test_bad_override_fails_before_training():
         load_config('waterbirds_95_gals', ['data.root=/x', 'data.grounding=/y', 'loss.gradient_outside.criterion=l3'])
     with pytest.raises(ValueError, match='EXP'):
         load_config('waterbirds_95_gals', ['data.root=/x', 'data.grounding=/y', 'EXP.LOSSES.GRADIENT_OUTSIDE.WEIGHT=1'])
+
+def test_eval_crop_option(tmp_path):
+    "`data.eval_crop: false` evaluates on the whole image (plain resize); true: Waterbirds' resize + centre crop."
+    import torch
+    from groundsup.world import make_world
+    from groundsup.experiment import build_datasets
+    from groundsup.data import WaterbirdsDataset, gals_transform
+    root = make_world(tmp_path / 'w', n_train=8, n_val=4, n_test=4, size=64, progress=False)
+    base = [f'data.root={root}', 'data.size=32', 'data.augment=crop_flip']
+    crop = build_datasets(load_config('world_vanilla', base + ['data.eval_crop=true']), splits=('test',))['test'][0]['image']
+    whole = build_datasets(load_config('world_vanilla', base + ['data.eval_crop=false']), splits=('test',))['test'][0]['image']
+    resized = WaterbirdsDataset(root, 'test', transform=gals_transform(32))[0]['image']
+    assert torch.equal(whole, resized) and not torch.equal(crop, resized)
+    assert load_config('world_gals').data.eval_crop is False and load_config('waterbirds_95_gals', ['data.root=/x', 'data.grounding=/y']).data.eval_crop is True

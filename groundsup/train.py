@@ -338,7 +338,8 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
         for k in ('epoch', 'step', 'global_step', 'history', 'best', 'running'): setattr(run, k, st[k])
         if rank == 0: print(f"resuming {out}/last at epoch {run.epoch}, batch {run.step}")
     if out is not None and rank == 0:
-        out.mkdir(parents=True, exist_ok=True); (out/'config.json').write_text(json.dumps(cfg.fingerprint(), indent=1))
+        out.mkdir(parents=True, exist_ok=True)   # atomically: the other processes may be reading it in _check_resume
+        tmp = out/'config.json.tmp'; tmp.write_text(json.dumps(cfg.fingerprint(), indent=1)); os.replace(tmp, out/'config.json')
     net = model
     if world > 1: net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if cfg.compile: net = torch.compile(net)

@@ -222,7 +222,7 @@ def _parser(cmd):
             p.add_argument('--split', default='test', choices=('train', 'val', 'test'))
         p.add_argument('overrides', nargs='*', help='dotted overrides, e.g. train.lr=0.01 loss.gradient_outside.weight=1000')
     p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: the best available)")
-    if cmd != 'eval': p.add_argument('--quiet', action='store_true', help='no progress bars')
+    if cmd not in ('eval', 'bench'): p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 
 def main(argv: list[str] | None = None, # arguments after `groundsup` (default: `sys.argv[1:]`)

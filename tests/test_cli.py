@@ -71,3 +71,14 @@ def test_tiny_demo_writes_report_and_reuses_caches(tmp_path, capsys):
     mtime = maps.stat().st_mtime_ns
     assert main(args) == 0
     assert maps.stat().st_mtime_ns == mtime          # grounding reused from the cache
+
+def test_bench_train_command(capsys):
+    "`groundsup bench train` runs and prints the GALS / vanilla ratio (tiny sizes: the figures are the benchmark's job, not the test's)."
+    assert main(['bench', 'train', '--arch', 'resnet18', '--size', '32', '--batch_size', '2', '--steps', '1', '--device', 'cpu']) == 0
+    assert 'gals_over_vanilla' in capsys.readouterr().out
+
+@pytest.mark.slow
+def test_bench_grounding_command(capsys):
+    assert main(['bench', 'grounding', '--batch_size', '2', '--device', 'cpu']) == 0
+    out = capsys.readouterr().out
+    assert 'speedup' in out and 'max_abs_diff' in out

@@ -4,13 +4,16 @@
 
 # %% ../nbs/00_core.ipynb #e5328713
 from __future__ import annotations
-import os, random
+import os, random, uuid
+from pathlib import Path
+from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['COMBINE_MODES', 'default_device', 'seed_everything', 'normalize_maps', 'resize_maps', 'nonzero_maps', 'combine_maps']
+__all__ = ['COMBINE_MODES', 'default_device', 'seed_everything', 'atomic_write', 'normalize_maps', 'resize_maps', 'nonzero_maps',
+           'combine_maps']
 
 # %% ../nbs/00_core.ipynb #880e8863
 def default_device(device: str | torch.device | None = None, # "cpu", "cuda", "cuda:1", "mps", or None to pick the best available
@@ -46,6 +49,21 @@ def seed_everything(seed: int = 0, # seed for python's `random`, numpy and torch
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return seed
+
+# %% ../nbs/00_core.ipynb #6752ca45
+def atomic_write(path: str | os.PathLike, # the file to (re)write
+                 write: Callable[[str], None], # writes the content to the temporary path it is given
+                ) -> Path: # `path`
+    "Write a file via `write(tmp_path)` then `os.replace`: readers (and reruns after a kill) never see a partial file."
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        write(str(tmp))
+        with open(tmp, 'rb+') as f: os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return path
 
 # %% ../nbs/00_core.ipynb #7f8ae84c
 def _check_maps(maps, name='maps', ndim=None):

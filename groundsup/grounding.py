@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_grounding.ipynb #27cdd671
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, socket, threading, time, uuid, warnings
+import contextlib, hashlib, json, math, os, socket, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,7 +18,7 @@ from open_clip.transformer import VisionTransformer, Attention as OCAttention
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from .core import default_device, normalize_maps, resize_maps
+from .core import default_device, normalize_maps, resize_maps, atomic_write
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'METHODS', 'CACHE_FORMAT', 'CLIPBundle', 'load_clip', 'ground', 'weights_fingerprint', 'MapCache',
@@ -459,16 +459,6 @@ def _json_ready(x):
 def _config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
-def _atomic_write(path: Path, write: Callable[[str], None]):
-    "Write via `write(tmp_path)` then `os.replace`: readers (and reruns) never see a partial file."
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        write(str(tmp))
-        with open(tmp, 'rb+') as f: os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
 def _shard_name(s: int) -> str: return f"maps-{s:05d}.safetensors"
 
 # %% ../nbs/02_grounding.ipynb #17259f77
@@ -640,7 +630,7 @@ def ground_dataset(clip: CLIPBundle, # from `load_clip`
                 lo, hi = s * shard_size, min(n, (s + 1) * shard_size)
                 if sum(len(m) for m in pending[s]) == hi - lo:
                     shard = torch.cat(pending.pop(s)).contiguous()
-                    _atomic_write(out/_shard_name(s), lambda f: save_file({'maps': shard}, f, metadata={'config': chash}))
+                    atomic_write(out/_shard_name(s), lambda f: save_file({'maps': shard}, f, metadata={'config': chash}))
         _barrier(world)
         return MapCache(out)
     finally:
@@ -667,7 +657,7 @@ def _prepare_cache_dir(out: Path, cfg: dict, overwrite: bool):
             raise ValueError(f"{out} holds a map cache made with another config (differs in: {', '.join(diff)}); "
                              f"pass overwrite=True to replace it, or choose another out")
         for s in out.glob('maps-*.safetensors'): s.unlink()
-    _atomic_write(f, lambda p: Path(p).write_text(json.dumps(cfg, indent=1)))
+    atomic_write(f, lambda p: Path(p).write_text(json.dumps(cfg, indent=1)))
 
 # %% ../nbs/02_grounding.ipynb #49f5747f
 def _gals_loop(clip, images, prompts, layer='layer4') -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .core import default_device, seed_everything
+from .core import default_device, seed_everything, atomic_write
 from .metrics import group_accuracies
 from .attribution import attribute
 from .models import logits_of
@@ -292,10 +292,10 @@ def _check_resume(out: Path, cfg: TrainConfig):
 
 def _write_history(out: Path, history: list):
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = out/'history.csv.tmp'
-    with open(tmp, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=keys); w.writeheader(); w.writerows(history)
-    os.replace(tmp, out/'history.csv')
+    def write(tmp):
+        with open(tmp, 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=keys); w.writeheader(); w.writerows(history)
+    atomic_write(out/'history.csv', write)
 
 def train(model: nn.Module, # classifier returning logits (or a dict with 'logits')
           train_ds, # training dataset; items are dicts with at least 'image' and 'label' (and 'group' for metrics)
@@ -339,7 +339,7 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
         if rank == 0: print(f"resuming {out}/last at epoch {run.epoch}, batch {run.step}")
     if out is not None and rank == 0:
         out.mkdir(parents=True, exist_ok=True)   # atomically: the other processes may be reading it in _check_resume
-        tmp = out/'config.json.tmp'; tmp.write_text(json.dumps(cfg.fingerprint(), indent=1)); os.replace(tmp, out/'config.json')
+        atomic_write(out/'config.json', lambda f: Path(f).write_text(json.dumps(cfg.fingerprint(), indent=1)))
     net = model
     if world > 1: net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if cfg.compile: net = torch.compile(net)

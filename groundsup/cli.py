@@ -17,11 +17,12 @@ from .grounding import bench_grounding
 from .world import OBJECT_PROMPT, PLACES
 from .models import build_model
 from .train import evaluate, load_checkpoint, bench_train
+from .pretrain import pretrain_backbone, save_backbone, weights_sha256, shipped_card
 from .experiment import (load_config, run_grounding, run_experiment, build_datasets, prepare_data, summary_table,
                                   shipped_configs, _terms)
 
 # %% auto #0
-__all__ = ['COMMANDS', 'ground_command', 'train_command', 'eval_command', 'bench_command', 'demo', 'main']
+__all__ = ['COMMANDS', 'ground_command', 'train_command', 'eval_command', 'bench_command', 'pretrain_command', 'demo', 'main']
 
 # %% ../nbs/11_cli.ipynb #7c558b5a
 def _cfg(config, overrides, device=None):
@@ -87,6 +88,23 @@ def bench_command(what: str = 'train', # 'train' (GALS / vanilla step time) or '
     else: raise ValueError(f"what={what!r}: expected 'train' or 'grounding'")
     for k, v in r.items(): print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
     return r
+
+def pretrain_command(out: str = 'world-backbone.safetensors', # weights file to write (its card goes beside it as .json)
+             threads: int = 2, # torch CPU threads (the shipped file was made with 2; another number may change the last bits)
+             quiet: bool = False, # no progress bars
+            ) -> dict: # the card of the new weights, with 'matches_shipped'
+    "`groundsup pretrain`: remake the world backbone that ships with groundsup (same recipe, same seed) and compare it with the shipped file."
+    net, card = pretrain_backbone(threads=threads, progress=not quiet)
+    path = save_backbone(net, card, out)
+    card = json.loads(path.with_suffix('.json').read_text())
+    shipped = shipped_card()
+    card['matches_shipped'] = card['sha256'] == shipped['sha256']
+    acc = card['accuracy']
+    print(f"{path}: {card['bytes'] / 1e6:.2f} MB in {card['seconds']:.0f} s; held-out kind accuracy {acc['held_out_kind']:.3f}, "
+          f"place {acc['held_out_place']:.3f}; sha256 {card['sha256'][:16]}...")
+    print("bit for bit the shipped weights" if card['matches_shipped'] else
+          f"differs from the shipped weights (sha256 {shipped['sha256'][:16]}...; made with {shipped['recipe']['threads']} threads, torch {shipped['torch']})")
+    return card
 
 # %% ../nbs/11_cli.ipynb #9fe3fdb7
 _GROUPS = [(y, p) for y in (0, 1) for p in (0, 1)]
@@ -202,7 +220,8 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
     return report
 
 # %% ../nbs/11_cli.ipynb #3a9d3c55
-COMMANDS = {'demo': demo, 'train': train_command, 'eval': eval_command, 'ground': ground_command, 'bench': bench_command}
+COMMANDS = {'demo': demo, 'train': train_command, 'eval': eval_command, 'ground': ground_command, 'bench': bench_command,
+            'pretrain': pretrain_command}
 
 def _parser(cmd):
     fn = COMMANDS[cmd]
@@ -215,13 +234,16 @@ def _parser(cmd):
         p.add_argument('what', nargs='?', default='train', choices=('train', 'grounding'))
         p.add_argument('--arch', default='resnet50'); p.add_argument('--size', type=int, default=224)
         p.add_argument('--batch_size', type=int, default=32); p.add_argument('--steps', type=int, default=10)
+    elif cmd == 'pretrain':
+        p.add_argument('--out', default='world-backbone.safetensors', help='weights file to write (its JSON card goes beside it)')
+        p.add_argument('--threads', type=int, default=2, help='torch CPU threads (the shipped file was made with 2)')
     else:
         p.add_argument('--config', required=True, help=f"YAML file or shipped config ({', '.join(shipped_configs())})")
         if cmd == 'eval':
             p.add_argument('--checkpoint', required=True, help='checkpoint folder, e.g. runs/world_gals/seed0/best')
             p.add_argument('--split', default='test', choices=('train', 'val', 'test'))
         p.add_argument('overrides', nargs='*', help='dotted overrides, e.g. train.lr=0.01 loss.gradient_outside.weight=1000')
-    p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: the best available)")
+    if cmd != 'pretrain': p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: the best available)")   # pretrain: CPU, bit for bit
     if cmd not in ('eval', 'bench'): p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 

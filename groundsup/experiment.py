@@ -20,7 +20,7 @@ from .world import make_world, load_world_clip, WORLD_CLIP
 from .train import TrainConfig, train, evaluate, load_checkpoint, run_trials
 
 # %% auto #0
-__all__ = ['WorldCfg', 'DataCfg', 'GroundingCfg', 'ModelCfg', 'TermCfg', 'LossCfg', 'TrainCfg', 'ExperimentCfg',
+__all__ = ['PICKS', 'WorldCfg', 'DataCfg', 'GroundingCfg', 'ModelCfg', 'TermCfg', 'LossCfg', 'TrainCfg', 'ExperimentCfg',
            'shipped_configs', 'load_config', 'train_config', 'check_config', 'WithWeights', 'build_datasets',
            'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding', 'run_experiment', 'summary_table']
 
@@ -60,7 +60,7 @@ class GroundingCfg:                     # stage 1: how `groundsup ground` makes 
 @dataclass
 class ModelCfg:
     name: str = 'resnet50'              # see groundsup.models.MODELS (resnet18, resnet50, resnet50_abn, ...)
-    pretrained: Any = True              # True: ImageNet weights when they can be fetched; False; or a weights file
+    pretrained: Any = True              # True: ImageNet weights when they can be fetched; False; a weights file; or shipped weights by name ('world')
     num_classes: int = 2                # outputs
 
 @dataclass
@@ -71,7 +71,8 @@ class TermCfg:
     combine: str = 'average_nonzero'
     invert: bool = False
     mode: str = 'suppress_outside'
-    layer: Optional[str] = None
+    layer: Any = None                   # GradCAM layer, or a list of layers (e.g. [layer3, layer4])
+    gradient_of: str = 'loss'           # input-gradient terms: 'loss' (GALS), 'log_prob_sum' (Ross et al.) or 'logit'
 
 @dataclass
 class LossCfg:
@@ -271,6 +272,17 @@ def open_grounding(cfg: DictConfig, # experiment configuration with `data.ground
                                             "rerun `groundsup ground --config ...` to finish it")
     return cache
 
+PICKS = {'last': 'last epoch', 'val_worst_group': 'best validation worst group'}   # checkpoints reported beside the selected one
+
+def _test_hook(test_ds, c):
+    "After each epoch, the test split's group accuracies join the epoch's history row (reported, never used to select)."
+    def hook(run):
+        if run.rank != 0: return
+        m = evaluate(run.model, test_ds, batch_size=c.batch_size, amp=c.amp, num_workers=c.num_workers)
+        run.history[-1].update({'test_average': m['average'], 'test_worst_group': m['worst_group'], 'test_mean_group': m['mean_group'],
+                                'test_balanced': m['balanced'], **{f'test_group_{g}': a for g, a in m['per_group'].items()}})
+    return hook
+
 def _loss_fn(cfg):
     terms = _terms(cfg)
     if not terms and cfg.loss.abn_classification is None: return None       # vanilla (uses item weights when present)
@@ -294,14 +306,9 @@ def run_experiment(cfg: DictConfig, # from `load_config`
         seed_everything(seed)
         model = build_model(cfg.model.name, cfg.model.num_classes, cfg.model.pretrained)
         pg = param_groups(model, c.lr, c.head_lr or c.lr)
-        run = train(model, ds['train'], ds['val'], c, loss_fn, out/f'seed{seed}', param_groups=pg, progress=progress)
-        best = out/f'seed{seed}'/'best'
-        if best.exists(): load_checkpoint(best, model)
-        m = evaluate(model, ds['test'], batch_size=c.batch_size, amp=c.amp, num_workers=c.num_workers)
-        run.history.append({'epoch': 'test', 'test_average': m['average'], 'test_worst_group': m['worst_group'],
-                            'test_mean_group': m['mean_group'], **{f'test_group_{g}': a for g, a in m['per_group'].items()}})
-        return run
-    summary = run_trials(fit, list(cfg.seeds), pick='last')
+        hooks = {'after_epoch': [_test_hook(ds['test'], c)]}
+        return train(model, ds['train'], ds['val'], c, loss_fn, out/f'seed{seed}', param_groups=pg, hooks=hooks, progress=progress)
+    summary = run_trials(fit, list(cfg.seeds), pick='best', also=PICKS)
     summary['name'] = cfg.name
     (out/'summary.json').write_text(json.dumps(summary, indent=1))
     (out/'summary.md').write_text(summary_table([summary]))

@@ -12,9 +12,9 @@ from .core import combine_maps, normalize_maps, resize_maps, nonzero_maps, COMBI
 from .attribution import attribute
 
 # %% auto #0
-__all__ = ['log', 'SOURCES', 'CRITERIA', 'ATTENTION_MODES', 'warn_once', 'boxes_to_masks', 'supervision_maps',
-           'classification_loss', 'input_gradients', 'gradient_outside_loss', 'attention_map_loss', 'abn_losses',
-           'Term', 'AttentionLoss']
+__all__ = ['log', 'SOURCES', 'CRITERIA', 'GRADIENT_OF', 'ATTENTION_MODES', 'warn_once', 'boxes_to_masks', 'supervision_maps',
+           'classification_loss', 'input_gradients', 'gradient_outside_loss', 'gradient_score', 'attention_map_loss',
+           'abn_losses', 'Term', 'AttentionLoss']
 
 # %% ../nbs/06_losses.ipynb #fc2b46a5
 log = logging.getLogger('groundsup')
@@ -117,6 +117,22 @@ def gradient_outside_loss(grads: torch.Tensor, # `B x C x H x W` input gradients
     if targets.shape[-2:] != grads.shape[-2:]: targets = resize_maps(targets, tuple(grads.shape[-2:]))
     return crit(grads, grads * targets.to(grads.dtype))
 
+# %% ../nbs/06_losses.ipynb #014709c8
+def _score_loss(logits, labels, loss): return loss
+def _score_log_prob_sum(logits, labels, loss): return logits.float().log_softmax(1).sum(1).mean()
+def _score_logit(logits, labels, loss): return logits.float().gather(1, labels[:, None]).mean()
+
+GRADIENT_OF = {'loss': _score_loss, 'log_prob_sum': _score_log_prob_sum, 'logit': _score_logit}
+
+def gradient_score(gradient_of: str, # a key of `GRADIENT_OF`: 'loss' (GALS), 'log_prob_sum' (Ross et al.) or 'logit'
+                   logits: torch.Tensor, # `B x C` logits
+                   labels: torch.Tensor, # `B` class indices
+                   loss: torch.Tensor, # the batch's classification loss
+                  ) -> torch.Tensor: # the scalar whose input gradient the penalty supervises
+    "The score whose input gradient an input-gradient term supervises."
+    if gradient_of not in GRADIENT_OF: raise ValueError(f"gradient_of={gradient_of!r}: expected one of {tuple(GRADIENT_OF)}")
+    return GRADIENT_OF[gradient_of](logits, labels, loss)
+
 # %% ../nbs/06_losses.ipynb #a9882e99
 ATTENTION_MODES = ('match', 'suppress_outside')
 
@@ -163,10 +179,19 @@ class Term:
     combine: str = 'average_nonzero'    # how prompts' maps are combined ('average_nonzero', 'max', 'mean')
     invert: bool = False                # supervise towards 1 - target
     mode: str = 'suppress_outside'      # for attention maps (GradCAM, ABN): 'match' or 'suppress_outside'
-    layer: str | None = None            # for GradCAM: the classifier layer (None: the attribution default)
+    layer: str | list | None = None     # for GradCAM: the classifier layer, or a list of layers (mean of their terms); None: the attribution default
+    gradient_of: str = 'loss'           # for input gradients: 'loss' (GALS), 'log_prob_sum' (Ross et al. 2017) or 'logit' (see `GRADIENT_OF`)
 
     def __post_init__(self):
         if self.source not in SOURCES: raise ValueError(f"source={self.source!r}: expected one of {SOURCES}")
+        if self.gradient_of not in GRADIENT_OF: raise ValueError(f"gradient_of={self.gradient_of!r}: expected one of {tuple(GRADIENT_OF)}")
+        if isinstance(self.layer, (list, tuple)):
+            if not self.layer or not all(isinstance(l, str) and l for l in self.layer):
+                raise ValueError(f"layer={self.layer!r}: expected a layer name or a non-empty list of layer names")
+            self.layer = list(self.layer)
+        elif self.layer is not None and not isinstance(self.layer, str): raise ValueError(f"layer={self.layer!r}: expected a layer name, a list of them or None")
+        if not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool) or not self.weight >= 0 or self.weight == float('inf'):
+            raise ValueError(f"weight={self.weight!r}: expected a finite number >= 0")
         _crit(self.criterion)
         if self.combine not in COMBINE_MODES: raise ValueError(f"combine={self.combine!r}: expected one of {COMBINE_MODES}")
         if self.mode not in ATTENTION_MODES: raise ValueError(f"mode={self.mode!r}: expected one of {ATTENTION_MODES}")
@@ -222,7 +247,7 @@ class AttentionLoss:
             term = self.gradient_outside
             t, v = self._targets(term, batch, size, 'gradient_outside')
             # the gradient of the *global* batch mean, so DDP with N processes equals one process
-            g = input_gradients(cls / world_size, x)
+            g = input_gradients(gradient_score(term.gradient_of, logits, batch['label'], cls) / world_size, x)
             l = gradient_outside_loss(g, t, v, term.criterion)
             if l is not None: total = total + term.weight * l; parts['gradient_outside'] = l.detach()
         if self.gradcam is not None:
@@ -231,8 +256,9 @@ class AttentionLoss:
             if v.any():
                 # the same `attribute` the widgets show, with create_graph=True; on the inner module under DDP
                 net = getattr(model, 'module', model)
-                cams = attribute(net, x[v].detach(), batch['label'][v], method='gradcam', layer=term.layer, create_graph=True)
-                l = attention_map_loss(cams, t[v], None, term.mode, term.criterion)
+                layers = term.layer if isinstance(term.layer, list) else [term.layer]
+                l = sum(attention_map_loss(attribute(net, x[v].detach(), batch['label'][v], method='gradcam', layer=ly, create_graph=True),
+                                           t[v], None, term.mode, term.criterion) for ly in layers) / len(layers)
                 total = total + term.weight * l; parts['gradcam'] = l.detach()
         if self.abn_supervision is not None or self.abn_classification is not None:
             att, branch = _output(out, 'attention'), _output(out, 'branch_logits')

@@ -14,13 +14,21 @@ import torch.nn.functional as F
 import torchvision
 
 # %% auto #0
-__all__ = ['RESNET_ARCHS', 'IMAGENET_ARCHS', 'MODELS', 'PretrainedWeightsWarning', 'load_state_dict_file', 'imagenet_state_dict',
-           'SmallResNet', 'resnet_classifier', 'ABNOutput', 'ABNResNet', 'logits_of', 'LogitsOnly', 'build_model',
-           'param_groups']
+__all__ = ['RESNET_ARCHS', 'IMAGENET_ARCHS', 'SHIPPED_WEIGHTS', 'MODELS', 'shipped_weights_path', 'PretrainedWeightsWarning',
+           'load_state_dict_file', 'imagenet_state_dict', 'SmallResNet', 'resnet_classifier', 'ABNOutput', 'ABNResNet',
+           'logits_of', 'LogitsOnly', 'build_model', 'param_groups']
 
 # %% ../nbs/07_models.ipynb #516f3559
 RESNET_ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet_small')
 IMAGENET_ARCHS = RESNET_ARCHS[:4]   # the ones torchvision has ImageNet weights for
+SHIPPED_WEIGHTS = {'world': ('resnet_small', 'groundsup-world-rn')}   # pretrained= name -> (arch, file stem in groundsup/assets/)
+
+def shipped_weights_path(name: str, # a key of SHIPPED_WEIGHTS, e.g. 'world'
+                        ) -> Path: # the weights file (safetensors) in the package, with its JSON card beside it
+    "Path of pretrained weights that ship inside groundsup (the world backbone: `groundsup pretrain` remakes it)."
+    from groundsup.world import ASSETS
+    if name not in SHIPPED_WEIGHTS: raise ValueError(f"pretrained={name!r}: not a shipped weights name ({', '.join(SHIPPED_WEIGHTS)})")
+    return ASSETS / f'{SHIPPED_WEIGHTS[name][1]}.safetensors'
 
 class PretrainedWeightsWarning(UserWarning):
     "Pretrained weights were asked for but could not be had: the model is randomly initialised."
@@ -63,7 +71,7 @@ def _host_reachable(url, timeout):
     except OSError as e: return False, f"{u.hostname} unreachable: {e}"
 
 def imagenet_state_dict(arch: str = 'resnet50', # one of RESNET_ARCHS
-                        pretrained: bool | str | Path = True, # True: torchvision ImageNet weights; a path: local file; False/None: none
+                        pretrained: bool | str | Path = True, # True: torchvision ImageNet weights; a shipped name ('world'); a path: local file; False/None: none
                         timeout: float = 5.0, # seconds to wait for the download host before giving up
                         on_missing: str = 'warn', # weights not available: 'warn' (return None) or 'raise'
                        ) -> dict[str, torch.Tensor] | None: # torchvision-format state dict, or None (random init)
@@ -71,6 +79,10 @@ def imagenet_state_dict(arch: str = 'resnet50', # one of RESNET_ARCHS
     _check_arch(arch)
     if on_missing not in ('warn', 'raise'): raise ValueError(f"on_missing={on_missing!r}: expected 'warn' or 'raise'")
     if pretrained is None or pretrained is False: return None
+    if isinstance(pretrained, str) and pretrained in SHIPPED_WEIGHTS:   # weights that ship with groundsup, for their own arch
+        if SHIPPED_WEIGHTS[pretrained][0] != arch:
+            raise ValueError(f"pretrained={pretrained!r}: these weights are for {SHIPPED_WEIGHTS[pretrained][0]!r}, not {arch!r}")
+        return load_state_dict_file(shipped_weights_path(pretrained))
     if not isinstance(pretrained, bool): return load_state_dict_file(pretrained)
     if arch not in IMAGENET_ARCHS:
         raise ValueError(f"pretrained=True: there are no ImageNet weights for {arch!r} (only {IMAGENET_ARCHS}); pass pretrained=False or a weights file")

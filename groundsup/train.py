@@ -16,7 +16,7 @@ import torch.distributed as dist
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import default_device, seed_everything, atomic_write
-from .metrics import group_accuracies
+from .metrics import group_accuracies, balanced_accuracy
 from .attribution import attribute
 from .models import logits_of
 
@@ -46,13 +46,13 @@ class TrainConfig:
     seed: int = 0                    # seed of weights' init order, data order, augmentation and dropout
     deterministic: bool = False      # deterministic kernels (needed for bit-identical resume on GPU)
     ckpt_every: int = 0              # also save `last` every this many optimizer steps (0: at epoch ends only)
-    select: str = 'worst_group'      # validation metric that picks the `best` checkpoint
+    select: str = 'worst_group'      # validation metric that picks the `best` checkpoint: 'worst_group', 'mean_group', 'average', or 'balanced' (class-balanced accuracy: no group labels needed, GALS's rule)
     sync_bn: bool = True             # SyncBatchNorm under DDP (CUDA only): BN statistics over the global batch
     device: str | None = None        # None: best available
 
     def __post_init__(self):
         checks = {'optimizer': ('sgd', 'adamw'), 'scheduler': ('none', 'cosine', 'step'), 'amp': ('auto', 'bf16', 'fp16', 'off'),
-                  'select': ('worst_group', 'mean_group', 'average')}
+                  'select': ('worst_group', 'mean_group', 'average', 'balanced')}
         for k, allowed in checks.items():
             if getattr(self, k) not in allowed: raise ValueError(f"TrainConfig.{k}={getattr(self, k)!r}: expected one of {allowed}")
         for k in ('epochs', 'batch_size', 'accum_steps'):
@@ -235,9 +235,9 @@ def predict(model: nn.Module, # classifier (returns logits, or a dict with 'logi
     return res
 
 def evaluate(model, dataset, **kwargs) -> dict:
-    "Group accuracies (`groundsup.metrics.group_accuracies`) of `model` on `dataset`; kwargs go to `predict`."
+    "Group accuracies (`groundsup.metrics.group_accuracies`) and the class-balanced accuracy ('balanced') of `model` on `dataset`; kwargs go to `predict`."
     p = predict(model, dataset, **kwargs)
-    return group_accuracies(p['preds'], p['labels'], p['groups'])
+    return {**group_accuracies(p['preds'], p['labels'], p['groups']), 'balanced': balanced_accuracy(p['preds'], p['labels'])}
 
 # %% ../nbs/08_train.ipynb #38c2f3a9
 @dataclass
@@ -394,17 +394,17 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
         if val_ds is not None and rank == 0:
             m = evaluate(model, val_ds, batch_size=max(micro, 1), device=device, amp=cfg.amp, collate_fn=collate_fn)
             row.update({'val_average': m['average'], 'val_worst_group': m['worst_group'], 'val_mean_group': m['mean_group'],
-                        **{f'val_group_{g}': a for g, a in m['per_group'].items()}})
+                        'val_balanced': m['balanced'], **{f'val_group_{g}': a for g, a in m['per_group'].items()}})
         run.history.append(row)
         run.epoch += 1; run.step = 0; run.running = {}
+        call('after_epoch')   # before the checkpoints: what a hook adds to the epoch's row is saved (and resumed) with it
         score = row.get(f'val_{cfg.select}')
         if score is not None and (run.best is None or score > run.best):
             run.best = score; save('best')
         save('last')
         if out is not None and rank == 0: _write_history(out, run.history)
         if rank == 0 and progress:
-            print(' '.join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if not k.startswith('val_group')))
-        call('after_epoch')
+            print(' '.join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if not k.startswith(('val_group', 'test_group'))))
     if world > 1: dist.barrier()
     call('after_fit')
     return run
@@ -458,15 +458,19 @@ def tensorboard_hook(logdir: str | Path, # TensorBoard log folder
 def run_trials(fit: Callable[[int], Run], # fit(seed) -> Run: builds the model and data for that seed, and trains
                seeds=(0, 1, 2), # one trial per seed
                pick: str = 'best', # 'best': the epoch with the best `cfg.select` score; 'last': the last epoch
+               also=(), # more epochs to report beside it, as '<name>:<metric>' columns: 'last', or a history key to maximise (e.g. 'val_worst_group')
               ) -> dict: # {'trials': [row per seed], 'mean': {...}, 'std': {...}}
     "Run `fit` for each seed and report mean and (sample) standard deviation of every numeric metric."
     if pick not in ('best', 'last'): raise ValueError(f"pick={pick!r}: expected 'best' or 'last'")
+    def best(hist, key): return max(hist, key=lambda r: r.get(key, float('-inf'))) if any(key in r for r in hist) else hist[-1]
     rows = []
     for seed in seeds:
         run = fit(seed)
         hist = run.history
-        key = f'val_{run.cfg.select}'
-        row = max(hist, key=lambda r: r.get(key, float('-inf'))) if pick == 'best' and any(key in r for r in hist) else hist[-1]
+        row = best(hist, f'val_{run.cfg.select}') if pick == 'best' else hist[-1]
+        for name in also:   # the same trial seen at another epoch (e.g. the last one: does the effect hold?)
+            other = hist[-1] if name == 'last' else best(hist, name)
+            row = {**row, **{f'{name}:{k}': v for k, v in other.items() if k == 'epoch' or k.startswith('test_')}}
         rows.append({'seed': seed, **row})
     keys = [k for k in rows[0] if k not in ('seed', 'epoch') and isinstance(rows[0][k], (int, float))]
     t = torch.tensor([[r.get(k, float('nan')) for k in keys] for r in rows], dtype=torch.float64)

@@ -13,15 +13,16 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['FAMILIES', 'SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'WORLD_VERSION', 'SHAPE_WORDS', 'FAMILY_WORDS',
-           'AGNOSTIC_WORDS', 'PLACE_WORDS', 'WORLD_CLIP', 'ASSETS', 'OBJECT_PROMPT', 'FAMILY_PROMPTS', 'PLACE_PROMPTS',
-           'sample_scenes', 'render_scenes', 'world_scenes', 'make_world', 'caption_scene', 'world_clip_path',
-           'register_world_clip', 'world_clip_config', 'train_world_clip', 'save_world_clip', 'load_world_clip',
-           'evaluate_world_clip']
+__all__ = ['FAMILIES', 'SHAPES', 'EXTRA_SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'WORLD_VERSION', 'SHAPE_WORDS',
+           'FAMILY_WORDS', 'AGNOSTIC_WORDS', 'PLACE_WORDS', 'WORLD_CLIP', 'ASSETS', 'OBJECT_PROMPT', 'FAMILY_PROMPTS',
+           'PLACE_PROMPTS', 'sample_scenes', 'render_scenes', 'world_scenes', 'make_world', 'caption_scene',
+           'world_clip_path', 'register_world_clip', 'world_clip_config', 'train_world_clip', 'save_world_clip',
+           'load_world_clip', 'evaluate_world_clip']
 
 # %% ../nbs/05_world.ipynb #927d62d7
 FAMILIES = ('round', 'angular')   # label y = 0, 1
 SHAPES = ('disc', 'ellipse', 'ring', 'triangle', 'square', 'star')  # SHAPES[3*y : 3*y+3] belong to family y
+EXTRA_SHAPES = ('pentagon', 'hexagon', 'cross', 'crescent', 'semicircle', 'pacman', 'bar', 'arrow')  # kinds 6-13: never in a benchmark world (the backbone's pretraining set)
 PLACES = ('land', 'water')        # spurious attribute place = 0, 1 (Waterbirds: 0 land, 1 water)
 COLOURS = {'red': (0.85, 0.12, 0.12), 'orange': (0.96, 0.55, 0.08), 'yellow': (0.97, 0.88, 0.12),
            'purple': (0.58, 0.18, 0.75), 'pink': (0.97, 0.5, 0.75), 'white': (0.96, 0.96, 0.96),
@@ -67,6 +68,10 @@ def _grid(size):
     c = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1   # pixel centres in [-1, 1]
     return torch.meshgrid(c, c, indexing='ij')
 
+def _polygon(u, v, n, t):
+    "Inside a regular n-gon whose edges lie at distance `t` from the centre."
+    return torch.stack([u * math.cos(a) + v * math.sin(a) for a in (2 * math.pi * k / n for k in range(n))]).amax(0) <= t
+
 def _shape_masks(s, size):
     "B x 1 x size x size bool foreground masks, and the rotated x coordinate (for shading)."
     B = len(s['shape']); ys, xs = _grid(size)
@@ -79,7 +84,15 @@ def _shape_masks(s, size):
              lambda: (rho <= 1) & (rho >= 0.55),                                   # ring
              lambda: torch.stack([u * math.cos(a) + v * math.sin(a) for a in (0, 2 * math.pi / 3, 4 * math.pi / 3)]).amax(0) <= 0.5,  # triangle
              lambda: torch.maximum(u.abs(), v.abs()) <= 0.75,                      # square
-             lambda: rho <= 0.42 + 0.58 * (1 - ((phi * 5 / (2 * math.pi)) % 1 - 0.5).abs() * 2)]  # star
+             lambda: rho <= 0.42 + 0.58 * (1 - ((phi * 5 / (2 * math.pi)) % 1 - 0.5).abs() * 2),  # star
+             # EXTRA_SHAPES (pretraining only)
+             lambda: _polygon(u, v, 5, 0.8), lambda: _polygon(u, v, 6, 0.85),              # pentagon, hexagon
+             lambda: ((u.abs() <= 0.3) & (v.abs() <= 0.95)) | ((v.abs() <= 0.3) & (u.abs() <= 0.95)),   # cross
+             lambda: (rho <= 1) & ((u - 0.5) ** 2 + v * v > 0.64),                        # crescent
+             lambda: (rho <= 1) & (v >= -0.15),                                            # semicircle
+             lambda: (rho <= 1) & ~((phi.abs() < 0.6) & (u > 0)),                          # pacman
+             lambda: (u.abs() <= 0.95) & (v.abs() <= 0.35),                                # bar
+             lambda: ((u.abs() <= 0.2) & (v >= -0.95) & (v <= 0.2)) | ((v > 0.2) & (v <= 0.95) & (u.abs() <= 0.95 - v))]  # arrow
     m = torch.zeros(B, size, size, dtype=torch.bool)
     for k, f in enumerate(kinds):
         i = (s['shape'] == k).nonzero().flatten()

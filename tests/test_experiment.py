@@ -22,7 +22,7 @@ def test_shipped_config_names_what_is_missing(name):
 @pytest.mark.parametrize('name', [n for n in NAMES if n.startswith('world_')])
 def test_world_configs_run_without_arguments(name):
     cfg = load_config(name)
-    assert cfg.data.kind == 'world' and cfg.seeds == [0, 1, 2] and cfg.model.pretrained is False
+    assert cfg.data.kind == 'world' and cfg.seeds == [0, 1, 2] and cfg.model.pretrained == 'world'
     assert cfg.data.root == 'groundsup-world/world-95'            # relative to the working directory, not to the package
 
 def test_gals_published_hyperparameters():

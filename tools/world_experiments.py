@@ -1,0 +1,105 @@
+"""The world experiments of the experiment page: every method on the 95% and 100% worlds, several seeds, one table.
+
+    python tools/world_experiments.py --root runs/world-experiments --jobs 2
+
+Each (world, method, seed) is one `groundsup train --config world_<method>` with the shipped config (same budget, learning
+rate and selection rule for every method) in its own folder, so the script can be killed and rerun: finished runs are
+reused (the trainer resumes unfinished ones). At the end it reads every run, measures where each selected classifier's
+input-gradient attention falls (share inside the true masks, test split), and writes `results.json` and `results.md`.
+"""
+import argparse, json, os, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+METHODS = {'vanilla': 'vanilla', 'upweight': 'group up-weighting', 'abn': 'ABN',
+           'gals': 'GALS (tiny-CLIP grounding)', 'gals_masks': 'GALS with true masks', 'gals_lps': 'GALS, log-prob gradients (Ross et al.)'}
+WORLDS = {'95': 0.95, '100': 1.0}
+
+def overrides(root, world, seed, out):
+    return [f'data.root={root}/world-{world}', f'data.world.bias={WORLDS[world]}', f'data.grounding={root}/grounding-{world}',
+            f'seeds=[{seed}]', f'out={out}']
+
+def run(cmd, log):
+    t0 = time.time()
+    with open(log, 'w') as f: rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    return rc, time.time() - t0
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--root', default='runs/world-experiments'); p.add_argument('--jobs', type=int, default=2)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2]); p.add_argument('--methods', nargs='+', default=list(METHODS))
+    p.add_argument('--worlds', nargs='+', default=list(WORLDS)); p.add_argument('--extra', nargs='*', default=[], help='more overrides for every run')
+    p.add_argument('--tag', default='', help='suffix of the method folders (runs with --extra overrides, e.g. a search point)')
+    a = p.parse_args()
+    root = Path(a.root).resolve(); root.mkdir(parents=True, exist_ok=True)
+    gs = [sys.executable, '-c', 'import sys; from groundsup.cli import main; sys.exit(main())']
+    for w in a.worlds:   # stage 1 once per world (the world and its grounding), before the parallel runs
+        rc, _ = run(gs + ['ground', '--config', 'world_gals', '--quiet', '--device', 'cpu'] + overrides(root, w, 0, root / 'tmp')[:3], root / f'ground-{w}.log')
+        if rc: sys.exit(f"grounding world {w} failed: see {root}/ground-{w}.log")
+    jobs = [(w, m, s) for s in a.seeds for w in a.worlds for m in a.methods]
+    def one(job):
+        w, m, s = job
+        out = root / w / (m + a.tag) / f'seed{s}-run'
+        if (out / 'summary.json').exists(): return job, 0, 0.0
+        out.mkdir(parents=True, exist_ok=True)
+        rc, dt = run(gs + ['train', '--config', f'world_{m}', '--quiet', '--device', 'cpu'] + overrides(root, w, s, out) + a.extra, out / 'train.log')
+        print(f"{w}% {m} seed {s}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {dt:.0f} s", flush=True)
+        return job, rc, dt
+    with ThreadPoolExecutor(a.jobs) as ex: done = list(ex.map(one, jobs))
+    failed = [j for j, rc, _ in done if rc]
+    if failed: sys.exit(f"failed runs: {failed}")
+    if not a.tag: report(root, a.worlds, a.methods, a.seeds, {f'{w}/{m}/{s}': dt for (w, m, s), _, dt in done})
+
+def report(root, worlds, methods, seeds, seconds):
+    import torch
+    from groundsup.experiment import load_config, build_datasets
+    from groundsup.models import build_model
+    from groundsup.train import load_checkpoint
+    from groundsup.attribution import attribute
+    from groundsup.metrics import energy_inside
+    from groundsup.data import WaterbirdsDataset
+    res = {}
+    for w in worlds:
+        raw = WaterbirdsDataset(root / f'world-{w}', 'test', masks=True)
+        masks = torch.stack([raw[i]['mask'] for i in range(len(raw))]).float()
+        masks = masks if masks.ndim == 4 else masks[:, None]
+        for m in methods:
+            cfg = load_config(f'world_{m}', overrides(root, w, 0, root / 'tmp'))
+            test = build_datasets(cfg, splits=('test',))['test']
+            x = torch.stack([test[i]['image'] for i in range(len(test))]); y = torch.tensor([int(test[i]['label']) for i in range(len(test))])
+            small = torch.nn.functional.interpolate(masks, size=x.shape[-2:], mode='nearest') > 0.5
+            rows = []
+            for s in seeds:
+                out = root / w / m / f'seed{s}-run'
+                t = json.loads((out / 'summary.json').read_text())['trials'][0]
+                model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
+                load_checkpoint(out / f'seed{s}' / 'best', model); model.eval()
+                att = torch.cat([attribute(model, x[b:b + 100], y[b:b + 100], method='saliency') for b in range(0, len(x), 100)])
+                t['attention_inside'] = float(energy_inside(att, small))
+                t['seconds'] = seconds.get(f'{w}/{m}/{s}')
+                rows.append(t)
+            res[f'{w}/{m}'] = rows
+    (root / 'results.json').write_text(json.dumps(res, indent=1))
+    (root / 'results.md').write_text(table(res, worlds, methods))
+    print(table(res, worlds, methods))
+
+def _ms(v):
+    import statistics
+    v = [x for x in v if x is not None]
+    return f"{100 * statistics.mean(v):.1f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0):.1f}"
+
+def table(res, worlds, methods):
+    lines = []
+    for w in worlds:
+        lines += [f'\n**{w}% world** (test accuracy %, mean ± std over seeds; attention inside: share of input-gradient attention inside the true masks)\n',
+                  '| method | seeds | worst group (selected) | mean group (selected) | worst group (last epoch) | worst group (best val worst group) | attention inside |',
+                  '|---|---|---|---|---|---|---|']
+        for m in methods:
+            r = res.get(f'{w}/{m}')
+            if not r: continue
+            lines.append(f"| {METHODS[m]} | {len(r)} | {_ms([t['test_worst_group'] for t in r])} | {_ms([t['test_mean_group'] for t in r])} | "
+                         f"{_ms([t['last:test_worst_group'] for t in r])} | {_ms([t['val_worst_group:test_worst_group'] for t in r])} | "
+                         f"{_ms([t['attention_inside'] for t in r])} |")
+    return '\n'.join(lines) + '\n'
+
+if __name__ == '__main__': main()

@@ -57,7 +57,7 @@ def test_ground_train_eval_on_a_tiny_world(tmp_path, capsys):
 
 def test_tiny_demo_writes_report_and_reuses_caches(tmp_path, capsys):
     args = ['demo', '--out', str(tmp_path / 'd'), '--n_train', '32', '--n_val', '8', '--n_test', '8', '--epochs', '1',
-            '--n_show', '4', '--quiet', '--device', 'cpu']
+            '--n_show', '4', '--quiet', '--device', 'cpu', '--no_upper_bound']
     assert main(args) == 0
     out = capsys.readouterr().out
     report = tmp_path / 'd' / 'report.md'

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .core import default_device, seed_everything, atomic_write
+from .core import default_device, seed_everything, atomic_write, read_json
 from .metrics import group_accuracies
 from .attribution import attribute
 from .models import logits_of
@@ -138,6 +138,12 @@ def _set_rng_state(t, meta):
     p = meta['python']; random.setstate((p[0], tuple(p[1]), p[2]))
     n = meta['numpy']; np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
 
+def _load_tensors(f: Path) -> dict:
+    "`load_file` that names the file when it is missing or damaged (safetensors' own errors name none)."
+    if not f.is_file(): raise FileNotFoundError(f"{f}: missing from the checkpoint folder")
+    try: return load_file(f)
+    except Exception as e: raise ValueError(f"{f}: damaged checkpoint file ({type(e).__name__}: {e})") from None
+
 def save_checkpoint(path: str | Path, # checkpoint folder to (re)write
                     model: nn.Module, # the model (DDP / compiled wrappers are unwrapped)
                     optimizer=None, # optimizer whose state to save
@@ -159,6 +165,8 @@ def save_checkpoint(path: str | Path, # checkpoint folder to (re)write
     (tmp/'state.json').write_text(json.dumps(meta))
     for f in tmp.iterdir():                          # on disk before the rename makes it visible
         fd = os.open(f, os.O_RDONLY); os.fsync(fd); os.close(fd)
+    if (path/'state.json').exists(): shutil.rmtree(old, ignore_errors=True)  # `path` is whole: a leftover `old` is stale
+    elif path.exists(): shutil.rmtree(path)          # a `path` without state.json is not a checkpoint: `old` is the whole one
     if path.exists(): os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
@@ -176,17 +184,17 @@ def load_checkpoint(path: str | Path, # checkpoint folder written by `save_check
         old = path.with_name(path.name + '.old')   # killed between the two renames: the previous checkpoint is whole
         if (old/'state.json').exists(): path = old
         else: raise FileNotFoundError(f"{path}: not a groundsup checkpoint folder (no state.json)")
-    meta = json.loads((path/'state.json').read_text())
+    meta = read_json(path/'state.json', 'checkpoint state')
     if model is not None:
-        sd = load_file(path/'model.safetensors')
+        sd = _load_tensors(path/'model.safetensors')
         target = _unwrap(model)
         dev = next(iter(target.state_dict().values())).device if len(target.state_dict()) else 'cpu'
         missing, unexpected = target.load_state_dict({k: v.to(dev) for k, v in sd.items()}, strict=False)
         if missing or unexpected: raise ValueError(f"{path}/model.safetensors does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     if optimizer is not None and 'optimizer' in meta:
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(path/'optimizer.safetensors'), meta['optimizer']))
+        optimizer.load_state_dict(_unflatten_optimizer(_load_tensors(path/'optimizer.safetensors'), meta['optimizer']))
     if scheduler is not None and 'scheduler' in meta: scheduler.load_state_dict(meta['scheduler'])
-    if restore_rng: _set_rng_state(load_file(path/'rng.safetensors'), meta['rng'])
+    if restore_rng: _set_rng_state(_load_tensors(path/'rng.safetensors'), meta['rng'])
     return meta['state']
 
 # %% ../nbs/08_train.ipynb #34fd66dc

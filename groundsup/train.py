@@ -293,7 +293,7 @@ def _scheduler(opt, cfg, steps_per_epoch):
     return None
 
 def _check_resume(out: Path, cfg: TrainConfig):
-    saved = json.loads((out/'config.json').read_text()) if (out/'config.json').exists() else None
+    saved = read_json(out/'config.json', 'run config') if (out/'config.json').exists() else None
     if saved is not None and saved != cfg.fingerprint():
         diff = {k: (saved.get(k), v) for k, v in cfg.fingerprint().items() if saved.get(k) != v}
         raise ValueError(f"{out} holds a run with another configuration (saved vs now: {diff}); use another `out` or resume=False")

@@ -18,7 +18,7 @@ from .world import OBJECT_PROMPT, PLACES
 from .models import build_model
 from .train import evaluate, load_checkpoint, bench_train
 from .experiment import (load_config, run_grounding, run_experiment, build_datasets, prepare_data, summary_table,
-                                  shipped_configs, _terms, claim_out)
+                                  shipped_configs, _terms, claim_out, check_input_meta)
 
 # %% auto #0
 __all__ = ['COMMANDS', 'ANTICIPATED', 'ground_command', 'train_command', 'eval_command', 'bench_command', 'demo', 'main']
@@ -66,10 +66,10 @@ def eval_command(config: str, # YAML file or shipped config name (gives the data
     cfg = _cfg(config, overrides, device)
     if not (Path(checkpoint)/'state.json').is_file() and not Path(checkpoint).is_dir():
         raise FileNotFoundError(f"checkpoint={checkpoint!r}: no such checkpoint folder")
+    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
+    check_input_meta(load_checkpoint(checkpoint, model), cfg, checkpoint)   # trained at another data.size: refused
     prepare_data(cfg, progress=False)
     ds = build_datasets(cfg, splits=(split,))[split]
-    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
-    load_checkpoint(checkpoint, model)
     model.to(default_device(cfg.train.device))
     m = evaluate(model, ds, batch_size=cfg.train.batch_size, amp=cfg.train.amp)
     print(f"{checkpoint} on {split} ({len(ds)} images): average {100 * m['average']:.1f}, worst group {100 * m['worst_group']:.1f}, "

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08a_experiment.ipynb #dae24aab
 from __future__ import annotations
-import dataclasses, json, shutil
+import dataclasses, json, math, shutil
 import yaml
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +23,8 @@ from .train import TrainConfig, train, evaluate, load_checkpoint, run_trials
 # %% auto #0
 __all__ = ['WorldCfg', 'DataCfg', 'GroundingCfg', 'ModelCfg', 'TermCfg', 'LossCfg', 'TrainCfg', 'ExperimentCfg',
            'shipped_configs', 'load_config', 'train_config', 'check_config', 'WithWeights', 'build_datasets',
-           'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding', 'run_experiment', 'summary_table',
-           'config_changes', 'claim_out']
+           'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding', 'input_meta', 'check_input_meta',
+           'run_experiment', 'summary_table', 'config_changes', 'claim_out']
 
 # %% ../nbs/08a_experiment.ipynb #caf551d7
 @dataclass
@@ -180,6 +180,15 @@ def check_config(cfg: DictConfig):
     if cfg.model.name not in MODELS: raise ValueError(f"model.name={cfg.model.name!r}: expected one of {MODELS}")
     if not cfg.seeds or not all(isinstance(s, int) for s in cfg.seeds): raise ValueError(f"seeds={list(cfg.seeds)!r}: expected a non-empty list of ints")
     train_config(cfg)
+    if cfg.model.num_classes < 2: raise ValueError(f"model.num_classes={cfg.model.num_classes}: expected at least 2 classes")
+    for k in ('size', 'num_workers'):
+        if cfg.data[k] < (1 if k == 'size' else 0): raise ValueError(f"data.{k}={cfg.data[k]}: expected {'a positive int' if k == 'size' else 'an int >= 0'}")
+    if cfg.grounding.batch_size < 1: raise ValueError(f"grounding.batch_size={cfg.grounding.batch_size}: expected a positive int")
+    for k in ('gradient_outside', 'gradcam', 'abn_supervision', 'abn_classification'):
+        v = cfg.loss[k]
+        w = v if k == 'abn_classification' else (v.weight if v is not None else None)
+        if w is not None and not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"loss.{k}{'' if k == 'abn_classification' else '.weight'}={w!r}: expected a finite weight >= 0")
     terms = _terms(cfg)
     abn = cfg.model.name.endswith('_abn')
     if (cfg.loss.abn_supervision is not None or cfg.loss.abn_classification is not None) and not abn:
@@ -285,6 +294,35 @@ def open_grounding(cfg: DictConfig, # experiment configuration with `data.ground
     cache.check_files(_grounding_items(cfg)[0])      # the images of this experiment's data, not another dataset's
     return cache
 
+def input_meta(cfg: DictConfig, # experiment configuration
+              ) -> dict: # {'input': {...}, 'model': {...}}: what a checkpoint must be evaluated with
+    "What a checkpoint of this experiment records about its inputs and model (checked by `check_input_meta`)."
+    d = cfg.data
+    return {'input': {'size': d.size, 'augment': d.augment, 'eval_crop': d.eval_crop}, 'model': {'name': cfg.model.name, 'num_classes': cfg.model.num_classes}}
+
+def check_input_meta(state: dict, # a checkpoint's state (from `load_checkpoint`)
+                     cfg: DictConfig, # the configuration it is about to be evaluated with
+                     where: str = 'the checkpoint', # the checkpoint, for messages
+                    ):
+    "Refuse to evaluate a checkpoint on inputs prepared otherwise than in training (e.g. another `data.size`)."
+    saved = (state.get('meta') or {}).get('input')
+    if saved is None:
+        import warnings; warnings.warn(f"{where} does not record its training input size (made by an older groundsup): not checked"); return
+    now = input_meta(cfg)['input']
+    diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
+    if diff: raise ValueError(f"{where} was trained on other inputs: " + ', '.join(f"data.{k}={a!r} (this config: {b!r})" for k, (a, b) in diff.items())
+                              + "; evaluate with " + ' '.join(f"data.{k}={a}" for k, (a, b) in diff.items()))
+
+def _check_labels(ds: dict, num_classes: int):
+    "Every split's labels fit the model's outputs (else training fails mid-epoch with a bare IndexError)."
+    for split, d in ds.items():
+        labels = getattr(d, 'labels', None)
+        if labels is None or not len(labels): continue
+        hi, lo = int(torch.as_tensor(labels).max()), int(torch.as_tensor(labels).min())
+        if hi >= num_classes or lo < 0:
+            raise ValueError(f"the {split} split has label {hi if hi >= num_classes else lo} but model.num_classes={num_classes}: "
+                             f"set model.num_classes={hi + 1} or fix the labels of {getattr(d, 'root', 'the dataset')}")
+
 def _loss_fn(cfg):
     terms = _terms(cfg)
     if not terms and cfg.loss.abn_classification is None: return None       # vanilla (uses item weights when present)
@@ -300,6 +338,7 @@ def run_experiment(cfg: DictConfig, # from `load_config`
     prepare_data(cfg, progress)
     if any(t.source == 'grounding' for t in _terms(cfg).values()) and maps is None: maps = open_grounding(cfg).get
     ds = build_datasets(cfg, maps)
+    _check_labels(ds, cfg.model.num_classes)
     tc = train_config(cfg)
     out = claim_out(cfg, restart)
     loss_fn = _loss_fn(cfg)
@@ -308,7 +347,7 @@ def run_experiment(cfg: DictConfig, # from `load_config`
         seed_everything(seed)
         model = build_model(cfg.model.name, cfg.model.num_classes, cfg.model.pretrained)
         pg = param_groups(model, c.lr, c.head_lr or c.lr)
-        run = train(model, ds['train'], ds['val'], c, loss_fn, out/f'seed{seed}', param_groups=pg, progress=progress)
+        run = train(model, ds['train'], ds['val'], c, loss_fn, out/f'seed{seed}', param_groups=pg, progress=progress, meta=input_meta(cfg))
         best = out/f'seed{seed}'/'best'
         if best.exists(): load_checkpoint(best, model)
         m = evaluate(model, ds['test'], batch_size=c.batch_size, amp=c.amp, num_workers=c.num_workers)

@@ -245,13 +245,19 @@ def _resolve_start(clip, start_layer) -> int:
     return int(start_layer) % n
 
 # %% ../nbs/02_grounding.ipynb #f23a6d83
-def _check_images(clip, images) -> torch.Tensor:
+def _check_images(clip, images, ids=None) -> torch.Tensor:
     if not isinstance(images, torch.Tensor): raise TypeError(f"images: expected a B x 3 x H x W tensor, got {type(images).__name__}")
     H, W = clip.image_size
     if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (H, W) or images.shape[0] == 0:
         raise ValueError(f"images: expected a preprocessed B x 3 x {H} x {W} batch (this model's input size; use clip.preprocess), "
                          f"got shape {tuple(images.shape)}")
     if not images.is_floating_point(): raise TypeError(f"images: expected a float tensor (preprocessed), got {images.dtype}")
+    bad = (~torch.isfinite(images.detach())).flatten(1).any(1)
+    if bad.any():
+        which = bad.nonzero().flatten().tolist()
+        names = [ids[i] for i in which] if ids is not None else which
+        raise ValueError(f"images: {'ids' if ids is not None else 'batch positions'} {names[:10]} contain NaN or infinite pixel values")
+    if images.dtype == torch.float64: images = images.float()    # the towers run in float32 (or their own low precision)
     return images
 
 def _check_prompts(prompts, B: int) -> list[list[str]]:
@@ -694,7 +700,7 @@ def ground_dataset(clip: CLIPBundle, # from `load_clip`
         total = sum(len(b) for b in batches)
         with tqdm(total=total, desc=f"grounding ({method})", unit='img', disable=not progress or rank != 0) as bar:
             for idx, s, images in zip(batches, owner, loader):
-                images = _check_images(clip, images)
+                images = _check_images(clip, images, [ids[i] for i in idx])
                 text = (_text_features(clip, [per[i] for i in idx]) if per_image
                         else text_all[:1].expand(len(idx), -1, -1))
                 maps = normalize_maps(_ground(clip, images, text, method, lay, start or 0)).cpu().half()

@@ -58,6 +58,13 @@ class TrainConfig:
         for k in ('epochs', 'batch_size', 'accum_steps'):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1: raise ValueError(f"TrainConfig.{k}={getattr(self, k)!r}: expected a positive int")
         if self.lr <= 0 or (self.head_lr is not None and self.head_lr <= 0): raise ValueError(f"TrainConfig.lr={self.lr!r}/head_lr={self.head_lr!r}: expected > 0")
+        for k in ('lr', 'head_lr', 'weight_decay', 'momentum', 'gamma'):
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+                raise ValueError(f"TrainConfig.{k}={v!r}: expected a finite number >= 0" + (' (> 0 for learning rates)' if 'lr' in k else ''))
+        for k, lo in (('ckpt_every', 0), ('num_workers', 0), ('step_size', 1)):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"TrainConfig.{k}={v!r}: expected an int >= {lo}")
 
     def fingerprint(self) -> dict:
         "The fields that change the computation (not where or how fast it runs)."
@@ -264,10 +271,11 @@ class Run:
     best: float | None = None
     running: dict = field(default_factory=dict)   # sums of loss parts over the current epoch, and 'n'
     last_parts: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)      # `train(meta=...)`: saved with every checkpoint
 
     def state(self) -> dict:
         return {'epoch': self.epoch, 'step': self.step, 'global_step': self.global_step, 'history': self.history,
-                'best': self.best, 'running': self.running, 'config': self.cfg.fingerprint()}
+                'best': self.best, 'running': self.running, 'config': self.cfg.fingerprint(), 'meta': self.meta}
 
 HOOK_POINTS = ('before_epoch', 'after_step', 'after_epoch', 'after_fit')
 
@@ -316,6 +324,7 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
           resume: bool = True, # continue from `out/last` when it exists
           collate_fn=None, # DataLoader collate function
           progress: bool = True, # progress bars
+          meta: dict | None = None, # JSON-serializable facts kept in every checkpoint's state (e.g. the input size and preprocessing)
          ) -> Run:
     "Train `model`; returns the `Run` (history of per-epoch metrics, best validation score)."
     cfg = cfg or TrainConfig()
@@ -340,7 +349,7 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
     opt = _optimizer(_param_groups(model, cfg, param_groups), cfg)
     n_micro = len(train_ds) // micro
     sched = _scheduler(opt, cfg, n_micro // cfg.accum_steps)
-    run = Run(cfg, model, opt, out, rank, world)
+    run = Run(cfg, model, opt, out, rank, world, meta=dict(meta or {}))
     if out is not None and resume and any((out/n/'state.json').exists() for n in ('last', 'last.old')):
         st = load_checkpoint(out/'last', model, opt, sched, restore_rng=True)
         for k in ('epoch', 'step', 'global_step', 'history', 'best', 'running'): setattr(run, k, st[k])

@@ -183,3 +183,98 @@ def test_cli_overrides_before_and_after_options(tmp_path, capsys):
     ov = _world(tmp_path)
     assert main(['train', '--config', 'world_vanilla', ov[0], '--device', 'cpu', *ov[1:4], '--quiet', *ov[4:]]) == 0
     assert (tmp_path/'run'/'summary.json').is_file()
+
+# ---------------------------------------------------------------- case 6: metrics on non-finite maps and scores
+def test_metrics_refuse_non_finite_input():
+    from groundsup.metrics import pointing_game, energy_inside, topk_iou, rank_correlation, group_accuracies
+    maps = torch.rand(4, 1, 8, 8); masks = torch.zeros(4, 8, 8, dtype=torch.bool); masks[:, :4, :4] = True
+    for v in (float('nan'), float('inf')):
+        bad = maps.clone(); bad[2, 0, 1, 1] = v
+        for f in (pointing_game, energy_inside, topk_iou):
+            with pytest.raises(ValueError, match=r'maps: contains NaN or infinite values .*index 2'): f(bad, masks)
+        with pytest.raises(ValueError, match='b: contains NaN'): rank_correlation(maps, bad)
+        with pytest.raises(ValueError, match='other: contains NaN'): topk_iou(maps, bad)
+    scores = torch.tensor([[0., 1.], [float('nan'), 0.], [1., 0.]])
+    with pytest.raises(ValueError, match='preds: contains NaN'): group_accuracies(scores, [1, 0, 0], [0, 0, 1])
+
+# ---------------------------------------------------------------- case 7: attribute and ground on bad input
+def test_attribute_refuses_non_finite_images_and_out_of_range_targets():
+    import torchvision
+    from groundsup.attribution import attribute
+    net = torchvision.models.resnet18(num_classes=2).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with pytest.raises(ValueError, match=r'target: class index 5 is out of range for a model with 2 outputs'): attribute(net, x, 5)
+    with pytest.raises(ValueError, match=r'target: class index 5'): attribute(net, x, [0, 5, 1], method='saliency')
+    for v in (float('nan'), float('inf')):
+        bad = x.clone(); bad[1, 0, 3, 3] = v
+        with pytest.raises(ValueError, match=r'x: image\(s\) \[1\] contain NaN'): attribute(net, bad, 0, method='saliency')
+
+def test_ground_names_nan_images_and_takes_float64(tmp_path):
+    sys.path.insert(0, str(HERE))
+    from test_grounding_cache import tiny_clip, Images, PROMPTS
+    from groundsup.grounding import ground, ground_dataset
+    clip = tiny_clip(); x = torch.randn(3, 3, 128, 128)
+    assert torch.equal(ground(clip, x.double(), PROMPTS), ground(clip, x, PROMPTS))
+    x[2, 1, 0, 0] = float('nan')
+    with pytest.raises(ValueError, match=r'images: batch positions \[2\] contain NaN'): ground(clip, x, PROMPTS)
+    ds = Images(4); ds.x[3, 0, 0, 0] = float('inf')
+    with pytest.raises(ValueError, match=r"ids \['img-003'\] contain NaN"):
+        ground_dataset(clip, ds, PROMPTS, tmp_path/'c', batch_size=2, progress=False)
+
+# ---------------------------------------------------------------- case 8: eval at another image size than training
+def test_eval_refuses_another_input_size(tmp_path, capsys):
+    ov = _world(tmp_path)
+    assert main(['train', '--config', 'world_vanilla', '--device', 'cpu', '--quiet'] + ov) == 0
+    ck = f'{tmp_path}/run/seed0/best'
+    assert json.loads(Path(ck, 'state.json').read_text())['state']['meta']['input'] == {'size': 32, 'augment': 'crop_flip', 'eval_crop': False}
+    capsys.readouterr()
+    assert main(['eval', '--config', 'world_vanilla', '--device', 'cpu', '--checkpoint', ck] + ov + ['data.size=48']) == 1
+    err, lines = _err(capsys)
+    assert len(lines) == 1 and 'data.size=32 (this config: 48)' in err
+    assert main(['eval', '--config', 'world_vanilla', '--device', 'cpu', '--checkpoint', ck] + ov) == 0
+
+# ---------------------------------------------------------------- case 9: values that must be refused before any work
+@pytest.mark.parametrize('override, key', [
+    ('loss.gradient_outside.weight=-5', 'loss.gradient_outside.weight=-5'),
+    ('loss.gradient_outside.weight=nan', 'loss.gradient_outside.weight=nan'),
+    ('loss.gradient_outside.weight=inf', 'loss.gradient_outside.weight=inf'),
+    ('train.lr=nan', 'train.lr=nan'), ('train.lr=inf', 'train.lr=inf'), ('train.head_lr=nan', 'train.head_lr=nan'),
+    ('train.weight_decay=-1', 'train.weight_decay=-1'), ('train.ckpt_every=-1', 'train.ckpt_every=-1'),
+    ('model.num_classes=1', 'model.num_classes=1'),
+])
+def test_bad_values_refused_before_any_work(tmp_path, capsys, override, key):
+    assert main(['train', '--config', 'world_gals', '--device', 'cpu', '--quiet', f'data.grounding={tmp_path}/g'] + _world(tmp_path, override)) == 1
+    err, lines = _err(capsys)
+    assert len(lines) == 1 and key in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []                  # no world, no cache, no run folder
+
+def test_label_out_of_range_refused_before_training(tmp_path, capsys):
+    from groundsup.world import make_world
+    root = make_world(tmp_path/'w', n_train=32, n_val=8, n_test=8, size=64, progress=False)
+    meta = (root/'metadata.csv').read_text().splitlines()
+    head = meta[0].split(','); yi = head.index('y')
+    row = meta[5].split(','); row[yi] = '7'; meta[5] = ','.join(row)
+    (root/'metadata.csv').write_text('\n'.join(meta) + '\n')
+    assert main(['train', '--config', 'world_vanilla', '--device', 'cpu', '--quiet'] + _world(tmp_path)) == 1
+    err, lines = _err(capsys)
+    assert len(lines) == 1 and 'label 7' in err and 'model.num_classes=2' in err, err
+    assert not (tmp_path/'run'/'seed0').exists()
+
+# ---------------------------------------------------------------- case 12: a GradCAM layer that runs twice
+def test_attribute_refuses_a_layer_that_runs_twice():
+    import torchvision
+    from groundsup.attribution import attribute
+    net = torchvision.models.resnet18(num_classes=2).eval(); x = torch.randn(2, 3, 32, 32)
+    for method in ('gradcam', 'guided_gradcam'):
+        with pytest.raises(ValueError, match=r"layer='layer4.1.relu' runs 2 times per forward pass"):
+            attribute(net, x, 1, method=method, layer='layer4.1.relu')
+    with pytest.raises(ValueError, match='runs 2 times'): attribute(net, x, 1, layer=net.layer4[1].relu, create_graph=True)
+    assert attribute(net, x, 1, layer='layer4.1').shape == (2, 1, 1, 1)
+
+# ---------------------------------------------------------------- case 13: the pointing game's tolerance
+def test_pointing_game_tolerance():
+    from groundsup.metrics import pointing_game
+    m = torch.zeros(1, 1, 64, 64); m[0, 0, 30, 40] = 1                       # 15 px right of the mask's last column (25)
+    s = torch.zeros(1, 1, 64, 64, dtype=torch.bool); s[..., 20:40, 0:26] = True
+    assert pointing_game(m, s) == 0.0 and pointing_game(m, s, tolerance=14) == 0.0 and pointing_game(m, s, tolerance=15) == 1.0
+    assert 'tolerance' in pointing_game.__doc__ or 'GALS' in pointing_game.__doc__

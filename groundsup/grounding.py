@@ -688,7 +688,7 @@ def ground_dataset(clip: CLIPBundle, # from `load_clip`
         if cache.config != cfg: raise ValueError(f"{out} holds another config (changed by another process?)")
         chash = _config_hash(cfg)
         mine = [s for s in range(cfg['num_shards']) if s % world == rank]
-        todo = [s for s in mine if not _shard_ok(out/_shard_name(s), chash, s, warn=rank == 0)]
+        todo = [s for s in mine if not _shard_ok(out/_shard_name(s), chash, s, warn=True)]   # each rank checks (and names) its own
         text_all = None if per_image else _text_features(clip, per)  # P x D once, for every batch
         batches, owner = [], []
         for s in todo:

@@ -154,6 +154,37 @@ class _Preserved:
         for mod, mean, var, n in self.stats: mod.running_mean, mod.running_var, mod.num_batches_tracked = mean, var, n
         return False
 
+# %% ../nbs/03_attribution.ipynb #517b741b
+class _Guard(nn.Module):
+    "Forward wrapper for Captum: checks class indices against the model's outputs and counts passes (to catch layers run twice)."
+    def __init__(self, forward, model, target, layer=None):
+        super().__init__()
+        self.fn, self.inner, self.target, self.calls, self.layer_calls = forward, model, target, 0, 0
+        self.layer = layer
+    def forward(self, x):
+        self.calls += 1
+        out = self.fn(x)
+        t = self.target
+        if isinstance(out, torch.Tensor) and out.ndim == 2 and isinstance(t, torch.Tensor) and t.numel():
+            K = out.shape[1]
+            if int(t.max()) >= K or int(t.min()) < 0:
+                raise ValueError(f"target: class index {int(t.max()) if int(t.max()) >= K else int(t.min())} is out of range "
+                                 f"for a model with {K} outputs (expected 0..{K - 1})")
+        return out
+    def __enter__(self):
+        def count(m, i, o): self.layer_calls += 1
+        self.handle = self.layer.register_forward_hook(count) if self.layer is not None else None
+        return self
+    def __exit__(self, *exc):
+        if self.handle is not None: self.handle.remove()
+        return False
+    def check_layer(self, name):
+        "A layer that runs more than once per model forward (a module reused, like a ResNet block's `relu`): refuse."
+        if self.layer is not None and self.calls and self.layer_calls > self.calls:
+            raise ValueError(f"layer={name!r} runs {self.layer_calls // self.calls} times per forward pass (one module used at "
+                             "several places); GradCAM would explain only its last call. Pick a layer that runs once "
+                             "(e.g. the block that holds it)")
+
 # %% ../nbs/03_attribution.ipynb #90c8341b
 def attribute(model: nn.Module, # classifier returning logits `B x K`
               x: torch.Tensor, # `B x C x H x W` images, already preprocessed for `model`, on the model's device
@@ -172,6 +203,8 @@ def attribute(model: nn.Module, # classifier returning logits `B x K`
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
         raise ValueError(f"x: expected a float B x C x H x W tensor, got "
                          + (f"shape {tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__))
+    bad = (~torch.isfinite(x.detach())).flatten(1).any(1)
+    if bad.any(): raise ValueError(f"x: image(s) {bad.nonzero().flatten().tolist()[:10]} contain NaN or infinite values")
     unknown = set(options) - set(spec.options)
     if unknown: raise TypeError(f"method={method!r} got unknown options {sorted(unknown)}; it accepts {sorted(spec.options) or 'none'}")
     if create_graph and not spec.differentiable:
@@ -182,11 +215,13 @@ def attribute(model: nn.Module, # classifier returning logits `B x K`
     with _Preserved(model):
         mod = resolve_layer(model, layer) if spec.uses_layer else None
         forward, tgt = _resolve_target(model, x, target)
+        guard = _Guard(forward, model, tgt, mod)
         # a fresh leaf: Captum sets requires_grad on its inputs; the caller's x keeps its flags and gets no .grad.
         # With create_graph and an x that is itself part of a graph, x is used as is so that graph stays connected.
         xa = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            raw = spec.run(forward, xa, tgt, mod, create_graph, **options)
+        with torch.enable_grad(), guard:
+            raw = spec.run(guard, xa, tgt, mod, create_graph, **options)
+        guard.check_layer(layer if isinstance(layer, str) else type(mod).__name__)
     if not create_graph: raw = raw.detach()
     if spec.reduce == 'abs_sum': maps = raw.abs().sum(1, keepdim=True)
     elif spec.reduce == 'relu_mean': maps = raw.mean(1, keepdim=True).clamp(min=0)

@@ -4,13 +4,13 @@
 
 # %% ../nbs/11_cli.ipynb #1bb8295c
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, os, sys, time
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from .core import default_device, resize_maps
-from .data import load_mask
+from .core import default_device, resize_maps, atomic_write, write_json
+from .data import load_mask, ImageLoadError
 from .attribution import attribute
 from .metrics import pointing_game, energy_inside
 from .grounding import bench_grounding
@@ -19,10 +19,11 @@ from .models import build_model
 from .train import evaluate, load_checkpoint, bench_train
 from .pretrain import pretrain_backbone, save_backbone, weights_sha256, shipped_card
 from .experiment import (load_config, run_grounding, run_experiment, build_datasets, prepare_data, summary_table,
-                                  shipped_configs, _terms)
+                                  shipped_configs, _terms, claim_out, check_input_meta)
 
 # %% auto #0
-__all__ = ['COMMANDS', 'ground_command', 'train_command', 'eval_command', 'bench_command', 'pretrain_command', 'demo', 'main']
+__all__ = ['COMMANDS', 'ANTICIPATED', 'ground_command', 'train_command', 'eval_command', 'bench_command', 'pretrain_command',
+           'demo', 'main']
 
 # %% ../nbs/11_cli.ipynb #7c558b5a
 def _cfg(config, overrides, device=None):
@@ -45,9 +46,11 @@ def train_command(config: str, # YAML file or shipped config name
           overrides: list[str] = (), # dotted overrides, e.g. ['train.epochs=5', 'seeds=[0]']
           device: str | None = None, # 'cpu', 'cuda', ...; default: the best available
           quiet: bool = False, # no progress bars
+          restart: bool = False, # `out` holds a run made with another config: delete it and start fresh (default: refuse)
          ) -> dict: # the summary of `run_experiment`
     "`groundsup train`: stage 2 for every seed (makes the data and the grounding cache first when the config needs them)."
     cfg = _cfg(config, overrides, device)
+    claim_out(cfg, restart)                        # a changed config or an unwritable out fails here, before any work
     if any(t.source == 'grounding' for t in _terms(cfg).values()): run_grounding(cfg, device=device, progress=not quiet)
     summary = run_experiment(cfg, progress=not quiet)
     print(summary_table([summary]), end='')
@@ -65,10 +68,10 @@ def eval_command(config: str, # YAML file or shipped config name (gives the data
     cfg = _cfg(config, overrides, device)
     if not (Path(checkpoint)/'state.json').is_file() and not Path(checkpoint).is_dir():
         raise FileNotFoundError(f"checkpoint={checkpoint!r}: no such checkpoint folder")
+    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
+    check_input_meta(load_checkpoint(checkpoint, model), cfg, checkpoint)   # trained at another data.size: refused
     prepare_data(cfg, progress=False)
     ds = build_datasets(cfg, splits=(split,))[split]
-    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
-    load_checkpoint(checkpoint, model)
     model.to(default_device(cfg.train.device))
     m = evaluate(model, ds, batch_size=cfg.train.batch_size, amp=cfg.train.amp)
     print(f"{checkpoint} on {split} ({len(ds)} images): average {100 * m['average']:.1f}, worst group {100 * m['worst_group']:.1f}, "
@@ -213,10 +216,10 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
              f"Wall time: {wall:.0f} s (world + grounding {t_ground:.0f} s, " + ', '.join(f"{k} {t:.0f} s" for k, t in t_train.items()) + ") "
              f"on {dev}, {torch.get_num_threads()} threads."]
     report = out / 'report.md'
-    report.write_text('\n'.join(lines) + '\n')
-    (out / 'metrics.json').write_text(json.dumps(dict(grounding=grounding, train_groups=counts, test={k: dict(t) for k, t in acc.items()},
-                                                      attention_inside={k: float(v.nanmean()) for k, v in inside.items()},
-                                                      wall_s=wall, train_s=t_train), indent=1, default=float))
+    atomic_write(report, lambda f: Path(f).write_text('\n'.join(lines) + '\n'))
+    write_json(out / 'metrics.json', dict(grounding=grounding, train_groups=counts, test={k: dict(t) for k, t in acc.items()},
+                                          attention_inside={k: float(v.nanmean()) for k, v in inside.items()},
+                                          wall_s=wall, train_s=t_train), default=float)
     print('\n'.join(rows)); print(f'Report: {report}')
     return report
 
@@ -247,7 +250,18 @@ def _parser(cmd):
         p.add_argument('overrides', nargs='*', help='dotted overrides, e.g. train.lr=0.01 loss.gradient_outside.weight=1000')
     if cmd != 'pretrain': p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: the best available)")   # pretrain: CPU, bit for bit
     if cmd not in ('eval', 'bench'): p.add_argument('--quiet', action='store_true', help='no progress bars')
+    if cmd == 'train': p.add_argument('--restart', action='store_true', help='out holds a run made with another config: delete it and start fresh')
+    p.add_argument('--debug', action='store_true', help='show the full traceback of an error (also: GROUNDSUP_DEBUG=1)')
     return p
+
+# failures a user can cause and fix (config, paths, permissions, damaged files, unreadable images, unreachable
+# weights, a diverging loss); anything else is a bug in groundsup and keeps its traceback
+ANTICIPATED = (ValueError, OSError, KeyError, ImageLoadError, FloatingPointError, ImportError)
+
+def _one_line(e: BaseException) -> str:
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in msg: msg = f"{e.filename}: {msg}"
+    return ' '.join(str(msg).split()) or type(e).__name__
 
 def main(argv: list[str] | None = None, # arguments after `groundsup` (default: `sys.argv[1:]`)
         ) -> int: # exit status
@@ -258,8 +272,10 @@ def main(argv: list[str] | None = None, # arguments after `groundsup` (default: 
         print(usage); return 0 if argv else 2
     if argv[0] not in COMMANDS:
         print(f"groundsup: unknown command {argv[0]!r}\n{usage}", file=sys.stderr); return 2
-    args = vars(_parser(argv[0]).parse_args(argv[1:]))
+    args = vars(_parser(argv[0]).parse_intermixed_args(argv[1:]))   # overrides may come before and after options
+    debug = args.pop('debug') or os.environ.get('GROUNDSUP_DEBUG', '') not in ('', '0')
     try: COMMANDS[argv[0]](**args)
-    except (ValueError, FileNotFoundError, KeyError) as e:   # bad configs, values and paths: one clear line, no traceback
-        print(f"groundsup {argv[0]}: error: {e}", file=sys.stderr); return 1
+    except ANTICIPATED as e:              # bad configs, values, paths, files and data: one clear line, no traceback
+        if debug: raise
+        print(f"groundsup {argv[0]}: error: {_one_line(e)}", file=sys.stderr); return 1
     return 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #e5328713
 from __future__ import annotations
-import os, random, uuid
+import json, os, random, uuid
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['COMBINE_MODES', 'default_device', 'seed_everything', 'atomic_write', 'normalize_maps', 'resize_maps', 'nonzero_maps',
-           'combine_maps']
+__all__ = ['COMBINE_MODES', 'default_device', 'seed_everything', 'atomic_write', 'write_json', 'read_json', 'normalize_maps',
+           'resize_maps', 'nonzero_maps', 'combine_maps']
 
 # %% ../nbs/00_core.ipynb #880e8863
 def default_device(device: str | torch.device | None = None, # "cpu", "cuda", "cuda:1", "mps", or None to pick the best available
@@ -64,6 +64,26 @@ def atomic_write(path: str | os.PathLike, # the file to (re)write
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+# %% ../nbs/00_core.ipynb #744ec77f
+def write_json(path: str | os.PathLike, # the file to (re)write atomically
+               obj, # JSON-serializable content
+               indent: int | None = 1, # `json.dumps` indent
+               **kw, # more `json.dumps` options, e.g. default=float
+              ) -> Path: # `path`
+    "Write `obj` as JSON with `atomic_write`: after a kill the file holds the old content or the new, never half."
+    text = json.dumps(obj, indent=indent, **kw)
+    return atomic_write(path, lambda f: Path(f).write_text(text))
+
+def read_json(path: str | os.PathLike, # a JSON file
+              what: str = 'file', # what the file is, for the error message (e.g. 'checkpoint state')
+             ):
+    "Parse a JSON file; a missing or unreadable one raises an error that names it (FileNotFoundError / ValueError)."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such {what}")
+    try: return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: {what} is damaged and cannot be read ({e}); delete it (or restore it) and rerun") from None
 
 # %% ../nbs/00_core.ipynb #7f8ae84c
 def _check_maps(maps, name='maps', ndim=None):

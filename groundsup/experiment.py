@@ -4,14 +4,15 @@
 
 # %% ../nbs/08a_experiment.ipynb #dae24aab
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, json, math, shutil
+import yaml
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Any
 import torch
 from omegaconf import OmegaConf, DictConfig, MISSING
 from omegaconf.errors import OmegaConfBaseException
-from .core import seed_everything, default_device
+from .core import seed_everything, default_device, atomic_write, write_json, read_json
 from .grounding import load_clip, ground_dataset, MapCache
 from .data import load_image, WaterbirdsDataset, Food101Subset, CSVDataset, train_transform, eval_transform, gals_transform, sample_weights
 from .losses import AttentionLoss, Term
@@ -22,7 +23,8 @@ from .train import TrainConfig, train, evaluate, load_checkpoint, run_trials
 # %% auto #0
 __all__ = ['PICKS', 'WorldCfg', 'DataCfg', 'GroundingCfg', 'ModelCfg', 'TermCfg', 'LossCfg', 'TrainCfg', 'ExperimentCfg',
            'shipped_configs', 'load_config', 'train_config', 'check_config', 'WithWeights', 'build_datasets',
-           'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding', 'run_experiment', 'summary_table']
+           'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding', 'input_meta', 'check_input_meta',
+           'run_experiment', 'summary_table', 'config_changes', 'claim_out']
 
 # %% ../nbs/08a_experiment.ipynb #caf551d7
 @dataclass
@@ -128,7 +130,10 @@ def load_config(config: str | Path | dict, # a YAML file, the name of a shipped 
             path = Path(config)
             if not path.exists() and _shipped(str(config)): path = _shipped(str(config))
             if not path.exists(): raise FileNotFoundError(f"config {config!r}: no such file, and not a shipped config ({', '.join(shipped_configs())})")
-            where = str(path); user = OmegaConf.load(path)
+            where = str(path)
+            try: user = OmegaConf.load(path)
+            except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+            if not isinstance(user, DictConfig): raise ValueError(f"{path}: expected a YAML mapping of config keys, got {type(user).__name__}")
             if path.parent != _shipped_dir():   # a user's file: its relative data paths are relative to it (shipped ones: to the working dir)
                 for key in ('root', 'grounding'):
                     v = user.get('data', {}).get(key) if isinstance(user.get('data', {}), DictConfig) else None
@@ -176,6 +181,15 @@ def check_config(cfg: DictConfig):
     if cfg.model.name not in MODELS: raise ValueError(f"model.name={cfg.model.name!r}: expected one of {MODELS}")
     if not cfg.seeds or not all(isinstance(s, int) for s in cfg.seeds): raise ValueError(f"seeds={list(cfg.seeds)!r}: expected a non-empty list of ints")
     train_config(cfg)
+    if cfg.model.num_classes < 2: raise ValueError(f"model.num_classes={cfg.model.num_classes}: expected at least 2 classes")
+    for k in ('size', 'num_workers'):
+        if cfg.data[k] < (1 if k == 'size' else 0): raise ValueError(f"data.{k}={cfg.data[k]}: expected {'a positive int' if k == 'size' else 'an int >= 0'}")
+    if cfg.grounding.batch_size < 1: raise ValueError(f"grounding.batch_size={cfg.grounding.batch_size}: expected a positive int")
+    for k in ('gradient_outside', 'gradcam', 'abn_supervision', 'abn_classification'):
+        v = cfg.loss[k]
+        w = v if k == 'abn_classification' else (v.weight if v is not None else None)
+        if w is not None and not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"loss.{k}{'' if k == 'abn_classification' else '.weight'}={w!r}: expected a finite weight >= 0")
     terms = _terms(cfg)
     abn = cfg.model.name.endswith('_abn')
     if (cfg.loss.abn_supervision is not None or cfg.loss.abn_classification is not None) and not abn:
@@ -250,15 +264,20 @@ def run_grounding(cfg: DictConfig, # experiment configuration with `data.groundi
     check_config(cfg)
     if not cfg.data.grounding: raise ValueError("data.grounding is not set: give the folder for the grounding cache, e.g. data.grounding=runs/grounding")
     prepare_data(cfg, progress)
+    paths, ids = _grounding_items(cfg)
+    clip = grounding_clip(cfg, device)
+    g = cfg.grounding
+    return ground_dataset(clip, _Preprocessed(paths, ids, clip.preprocess), list(g.prompts), cfg.data.grounding, method=g.method,
+                          layer=g.layer, start_layer=g.start_layer, batch_size=g.batch_size, progress=progress, files=paths)
+
+def _grounding_items(cfg):
+    "(image files, image ids) of every split, each image once: what the grounding cache holds, in its order."
     paths, ids, seen = [], [], set()
     for split in ('train', 'val', 'test'):
         ds = build_datasets(cfg, splits=(split,))[split]
         for p, i in zip(ds.paths, ds.img_ids):
             if i not in seen: seen.add(i); paths.append(p); ids.append(i)
-    clip = grounding_clip(cfg, device)
-    g = cfg.grounding
-    return ground_dataset(clip, _Preprocessed(paths, ids, clip.preprocess), list(g.prompts), cfg.data.grounding, method=g.method,
-                          layer=g.layer, start_layer=g.start_layer, batch_size=g.batch_size, progress=progress)
+    return paths, ids
 
 def open_grounding(cfg: DictConfig, # experiment configuration with `data.grounding` set
                   ) -> MapCache:
@@ -270,6 +289,10 @@ def open_grounding(cfg: DictConfig, # experiment configuration with `data.ground
     cache = MapCache(path, **_cache_expect(cfg))
     if not cache.complete: raise ValueError(f"data.grounding={str(path)!r}: the cache is incomplete ({len(cache.missing_shards())} shards missing); "
                                             "rerun `groundsup ground --config ...` to finish it")
+    bad = cache.verify()
+    if bad: raise ValueError(f"data.grounding={str(path)!r}: {len(bad)} damaged shard(s): {next(iter(bad.values()))}; "
+                             "rerun `groundsup ground --config ...` to recompute them")
+    cache.check_files(_grounding_items(cfg)[0])      # the images of this experiment's data, not another dataset's
     return cache
 
 PICKS = {'last': 'last epoch', 'val_worst_group': 'best validation worst group'}   # checkpoints reported beside the selected one
@@ -283,6 +306,35 @@ def _test_hook(test_ds, c):
                                 'test_balanced': m['balanced'], **{f'test_group_{g}': a for g, a in m['per_group'].items()}})
     return hook
 
+def input_meta(cfg: DictConfig, # experiment configuration
+              ) -> dict: # {'input': {...}, 'model': {...}}: what a checkpoint must be evaluated with
+    "What a checkpoint of this experiment records about its inputs and model (checked by `check_input_meta`)."
+    d = cfg.data
+    return {'input': {'size': d.size, 'augment': d.augment, 'eval_crop': d.eval_crop}, 'model': {'name': cfg.model.name, 'num_classes': cfg.model.num_classes}}
+
+def check_input_meta(state: dict, # a checkpoint's state (from `load_checkpoint`)
+                     cfg: DictConfig, # the configuration it is about to be evaluated with
+                     where: str = 'the checkpoint', # the checkpoint, for messages
+                    ):
+    "Refuse to evaluate a checkpoint on inputs prepared otherwise than in training (e.g. another `data.size`)."
+    saved = (state.get('meta') or {}).get('input')
+    if saved is None:
+        import warnings; warnings.warn(f"{where} does not record its training input size (made by an older groundsup): not checked"); return
+    now = input_meta(cfg)['input']
+    diff = {k: (v, now.get(k)) for k, v in saved.items() if now.get(k) != v}
+    if diff: raise ValueError(f"{where} was trained on other inputs: " + ', '.join(f"data.{k}={a!r} (this config: {b!r})" for k, (a, b) in diff.items())
+                              + "; evaluate with " + ' '.join(f"data.{k}={a}" for k, (a, b) in diff.items()))
+
+def _check_labels(ds: dict, num_classes: int):
+    "Every split's labels fit the model's outputs (else training fails mid-epoch with a bare IndexError)."
+    for split, d in ds.items():
+        labels = getattr(d, 'labels', None)
+        if labels is None or not len(labels): continue
+        hi, lo = int(torch.as_tensor(labels).max()), int(torch.as_tensor(labels).min())
+        if hi >= num_classes or lo < 0:
+            raise ValueError(f"the {split} split has label {hi if hi >= num_classes else lo} but model.num_classes={num_classes}: "
+                             f"set model.num_classes={hi + 1} or fix the labels of {getattr(d, 'root', 'the dataset')}")
+
 def _loss_fn(cfg):
     terms = _terms(cfg)
     if not terms and cfg.loss.abn_classification is None: return None       # vanilla (uses item weights when present)
@@ -291,15 +343,16 @@ def _loss_fn(cfg):
 def run_experiment(cfg: DictConfig, # from `load_config`
                    maps=None, # map source for `source: grounding` terms; default: the cache in `data.grounding` (see `run_grounding`)
                    progress: bool = True, # progress bars and per-epoch lines
+                   restart: bool = False, # `out` holds a run with another config: delete it and start fresh (default: refuse)
                   ) -> dict: # {'trials': [...], 'mean': {...}, 'std': {...}}
     "Train and test every seed of an experiment; resumable (rerun the same command after an interruption)."
     check_config(cfg)
     prepare_data(cfg, progress)
     if any(t.source == 'grounding' for t in _terms(cfg).values()) and maps is None: maps = open_grounding(cfg).get
     ds = build_datasets(cfg, maps)
+    _check_labels(ds, cfg.model.num_classes)
     tc = train_config(cfg)
-    out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
-    (out/'config.yaml').write_text(OmegaConf.to_yaml(cfg))
+    out = claim_out(cfg, restart)
     loss_fn = _loss_fn(cfg)
     def fit(seed):
         c = dataclasses.replace(tc, seed=seed, num_workers=cfg.data.num_workers)
@@ -307,11 +360,11 @@ def run_experiment(cfg: DictConfig, # from `load_config`
         model = build_model(cfg.model.name, cfg.model.num_classes, cfg.model.pretrained)
         pg = param_groups(model, c.lr, c.head_lr or c.lr)
         hooks = {'after_epoch': [_test_hook(ds['test'], c)]}
-        return train(model, ds['train'], ds['val'], c, loss_fn, out/f'seed{seed}', param_groups=pg, hooks=hooks, progress=progress)
+        return train(model, ds['train'], ds['val'], c, loss_fn, out/f'seed{seed}', param_groups=pg, hooks=hooks, progress=progress, meta=input_meta(cfg))
     summary = run_trials(fit, list(cfg.seeds), pick='best', also=PICKS)
     summary['name'] = cfg.name
-    (out/'summary.json').write_text(json.dumps(summary, indent=1))
-    (out/'summary.md').write_text(summary_table([summary]))
+    write_json(out/'summary.json', summary)
+    atomic_write(out/'summary.md', lambda f: Path(f).write_text(summary_table([summary])))
     return summary
 
 def summary_table(summaries: list[dict], # summaries from `run_experiment`
@@ -324,3 +377,54 @@ def summary_table(summaries: list[dict], # summaries from `run_experiment`
         cells = [f"{100 * s['mean'][k]:.1f} ± {100 * s['std'][k]:.1f}" if k in s['mean'] else '–' for k in keys]
         rows.append(f"| {s.get('name', '?')} | {len(s['trials'])} | " + ' | '.join(cells) + ' |')
     return '\n'.join(rows) + '\n'
+
+# %% ../nbs/08a_experiment.ipynb #1445ba6f
+_FREE_KEYS = ('name', 'out', 'seeds', 'data.num_workers', 'train.device', 'train.compile', 'train.ckpt_every', 'grounding.batch_size')
+
+def _flat(d, prefix=''):
+    if not isinstance(d, dict): return {prefix[:-1]: d}
+    return {k: v for key, val in d.items() for k, v in _flat(val, f'{prefix}{key}.').items()} if d else {prefix[:-1]: {}}
+
+def _compared(cfg) -> dict:
+    "The dotted keys of an experiment config that change its results."
+    c = _flat(OmegaConf.to_container(cfg, resolve=True))
+    loss = {k: v for k, v in c.items() if k.startswith('loss.')}
+    uses_grounding = any(k.endswith('.source') and v == 'grounding' for k, v in loss.items())
+    free = set(_FREE_KEYS) | ({'data.grounding'} if not uses_grounding else set())
+    return {k: v for k, v in c.items() if k not in free and not (k.startswith('grounding.') and not uses_grounding)}
+
+def config_changes(saved: DictConfig | dict, # the config a run was made with (e.g. `out/config.yaml`)
+                   cfg: DictConfig | dict, # the config asked for now
+                  ) -> list[str]: # dotted keys whose values differ, e.g. ['data.size', 'loss.gradient_outside.weight']
+    "Keys that differ between two experiment configs, ignoring those that only say where or how fast it runs."
+    a, b = (_compared(OmegaConf.create(c) if isinstance(c, dict) else c) for c in (saved, cfg))
+    return sorted(k for k in set(a) | set(b) if a.get(k, '<unset>') != b.get(k, '<unset>'))
+
+def _run_folders(out: Path) -> list[Path]:
+    return sorted(p for p in out.glob('seed*') if p.is_dir() and any((p/n).exists() for n in ('last', 'last.old', 'best', 'config.json')))
+
+def claim_out(cfg: DictConfig, # the experiment about to run
+              restart: bool = False, # delete an old run made with another config instead of refusing
+             ) -> Path: # `cfg.out`, holding this config's `config.yaml`
+    "Make `cfg.out` the folder of this experiment: refuse (naming the keys) if it holds a run of another config."
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"out={str(out)!r} is a file, not a folder")
+    saved_f = out/'config.yaml'
+    if saved_f.is_file() and _run_folders(out):
+        try: saved = OmegaConf.load(saved_f); changed = config_changes(saved, cfg)
+        except Exception as e:
+            if not restart: raise ValueError(f"{saved_f}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                                             "restart (groundsup train --restart) or choose another out") from None
+            changed = ['config.yaml']
+        if changed:
+            if not restart:
+                a, b = _compared(saved) if changed != ['config.yaml'] else {}, _compared(cfg)
+                shown = '; '.join(f"{k}: {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}" for k in changed[:8])
+                raise ValueError(f"out={str(out)!r} holds a run made with another config ({len(changed)} key(s) differ: {shown}{' ...' if len(changed) > 8 else ''}); "
+                                 "nothing was changed. Rerun with the same settings to resume, choose another out=, or pass --restart "
+                                 "(run_experiment(..., restart=True)) to delete that run and start fresh")
+            for p in _run_folders(out): shutil.rmtree(p)
+            for n in ('summary.json', 'summary.md'): (out/n).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(saved_f, lambda f: Path(f).write_text(OmegaConf.to_yaml(cfg)))
+    return out

@@ -18,11 +18,11 @@ from open_clip.transformer import VisionTransformer, Attention as OCAttention
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from .core import default_device, normalize_maps, resize_maps, atomic_write
+from .core import default_device, normalize_maps, resize_maps, atomic_write, read_json, write_json
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'METHODS', 'CACHE_FORMAT', 'CLIPBundle', 'load_clip', 'ground', 'weights_fingerprint', 'MapCache',
-           'ground_dataset', 'bench_grounding']
+__all__ = ['PRECISIONS', 'METHODS', 'CACHE_FORMAT', 'CLIPBundle', 'WeightsUnavailableError', 'load_clip', 'ground',
+           'weights_fingerprint', 'file_records', 'content_digest', 'MapCache', 'ground_dataset', 'bench_grounding']
 
 # %% ../nbs/02_grounding.ipynb #864aaacc
 @dataclass(eq=False)
@@ -65,6 +65,9 @@ class CLIPBundle:
 # %% ../nbs/02_grounding.ipynb #16b949f8
 PRECISIONS = ('fp32', 'fp16', 'bf16', 'pure_fp16', 'pure_bf16', 'amp', 'amp_bf16')
 _JIT_EXTRA_KEYS = ('input_resolution', 'context_length', 'vocab_size')
+
+class WeightsUnavailableError(RuntimeError, ConnectionError):
+    "Pretrained weights that are neither cached locally nor downloadable (a `ConnectionError`, and a `RuntimeError` as before)."
 
 def _is_torchscript(path) -> bool:
     "True for a TorchScript archive (the format of OpenAI's original CLIP .pt files)."
@@ -179,7 +182,7 @@ def load_clip(name: str, # open_clip model name, e.g. "RN50", "ViT-B-32", "ViT-B
             if local is None:
                 urls = [u for u in (hf_url, cfg.get('url')) if u]
                 fname = os.path.basename(cfg.get('url', '')) or 'open_clip_pytorch_model.bin'
-                raise RuntimeError(
+                raise WeightsUnavailableError(
                     f"load_clip({name!r}, pretrained={tag!r}): the weights are not cached locally and cannot be downloaded "
                     f"(no connection within {timeout:g} s to {' or '.join(urls) or 'any source'}). Download the checkpoint on a "
                     f"machine with internet and pass its path instead: load_clip({name!r}, pretrained='/path/to/{fname}'). "
@@ -242,13 +245,19 @@ def _resolve_start(clip, start_layer) -> int:
     return int(start_layer) % n
 
 # %% ../nbs/02_grounding.ipynb #f23a6d83
-def _check_images(clip, images) -> torch.Tensor:
+def _check_images(clip, images, ids=None) -> torch.Tensor:
     if not isinstance(images, torch.Tensor): raise TypeError(f"images: expected a B x 3 x H x W tensor, got {type(images).__name__}")
     H, W = clip.image_size
     if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (H, W) or images.shape[0] == 0:
         raise ValueError(f"images: expected a preprocessed B x 3 x {H} x {W} batch (this model's input size; use clip.preprocess), "
                          f"got shape {tuple(images.shape)}")
     if not images.is_floating_point(): raise TypeError(f"images: expected a float tensor (preprocessed), got {images.dtype}")
+    bad = (~torch.isfinite(images.detach())).flatten(1).any(1)
+    if bad.any():
+        which = bad.nonzero().flatten().tolist()
+        names = [ids[i] for i in which] if ids is not None else which
+        raise ValueError(f"images: {'ids' if ids is not None else 'batch positions'} {names[:10]} contain NaN or infinite pixel values")
+    if images.dtype == torch.float64: images = images.float()    # the towers run in float32 (or their own low precision)
     return images
 
 def _check_prompts(prompts, B: int) -> list[list[str]]:
@@ -438,7 +447,7 @@ def ground(clip: CLIPBundle, # from `load_clip` (or `CLIPBundle.from_model`)
     return maps.to(images.device)
 
 # %% ../nbs/02_grounding.ipynb #83313cbb
-CACHE_FORMAT = 'groundsup-map-cache/1'
+CACHE_FORMAT = 'groundsup-map-cache/2'   # /2: shards carry a checksum; config.json the images' content
 
 def weights_fingerprint(model: nn.Module, # any torch model
                        ) -> str: # 'sha256:<hex>' of every parameter and buffer (names, dtypes, shapes, values)
@@ -461,6 +470,50 @@ def _config_hash(cfg: dict) -> str:
 
 def _shard_name(s: int) -> str: return f"maps-{s:05d}.safetensors"
 
+# %% ../nbs/02_grounding.ipynb #524be705
+def _sha256_file(path, chunk=1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(chunk), b''): h.update(b)
+    return h.hexdigest()
+
+def file_records(files: Sequence, # the image file behind each dataset item, in dataset order
+                 known: Sequence[dict] | None = None, # records made earlier: a file whose path, size and mtime match is not re-read
+                ) -> list[dict]: # one {'file', 'size', 'mtime_ns', 'sha256'} per file
+    "The content identity of image files: a SHA-256 per file, re-read only when its path, size or mtime changed."
+    known = {r['file']: r for r in (known or [])}
+    out = []
+    for f in files:
+        f = str(f); st = os.stat(f)
+        r = known.get(f)
+        if r is None or (r['size'], r['mtime_ns']) != (st.st_size, st.st_mtime_ns): r = {'sha256': _sha256_file(f)}
+        out.append({'file': f, 'size': st.st_size, 'mtime_ns': st.st_mtime_ns, 'sha256': r['sha256']})
+    return out
+
+def content_digest(records: Sequence[dict]) -> str:
+    "One hash of the images' contents, in order (not of their paths or times): what a map cache is keyed by."
+    return 'sha256:' + hashlib.sha256('\n'.join(r['sha256'] for r in records).encode()).hexdigest()
+
+def _first_difference(old: Sequence[dict], new: Sequence[dict], ids) -> str:
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a['sha256'] != b['sha256']:
+            return f"image {i} (id {ids[i] if i < len(ids) else '?'!r}): {b['file']} is not the image the cache was made from ({a['file']})"
+    return f"the cache was made from {len(old)} images, the dataset has {len(new)}"
+
+def _tensor_sha(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+
+def _read_shard(f: Path, chash: str, s: int) -> torch.Tensor:
+    "The maps of shard `s`, checked (readable, this cache's config, this shard's index, checksum); errors name the file."
+    try:
+        with safe_open(str(f), 'pt') as sf: meta = sf.metadata() or {}
+        maps = load_file(str(f))['maps']
+    except Exception as e: raise ValueError(f"{f}: damaged cache shard ({type(e).__name__}: {e})") from None
+    if meta.get('config') != chash: raise ValueError(f"{f} belongs to another cache config")
+    if meta.get('shard') != str(s): raise ValueError(f"{f} holds shard {meta.get('shard')}, not shard {s} (a shard file copied over another?)")
+    if meta.get('sha256') != _tensor_sha(maps): raise ValueError(f"{f}: damaged cache shard (its maps do not match their checksum)")
+    return maps
+
 # %% ../nbs/02_grounding.ipynb #17259f77
 class MapCache:
     "Reader of a `ground_dataset` cache: float32 maps by dataset index or image id; refuses a mismatching config."
@@ -471,9 +524,10 @@ class MapCache:
         self.path = Path(path)
         cfg_file = self.path/'config.json'
         if not cfg_file.is_file(): raise FileNotFoundError(f"{self.path}: not a map cache (no config.json); run ground_dataset first")
-        self.config = json.loads(cfg_file.read_text())
+        self.config = read_json(cfg_file, 'map cache config')
         if self.config.get('format') != CACHE_FORMAT:
-            raise ValueError(f"{self.path}: format {self.config.get('format')!r}, expected {CACHE_FORMAT!r}")
+            raise ValueError(f"{self.path}: format {self.config.get('format')!r}, expected {CACHE_FORMAT!r} (made by another groundsup "
+                             "version: ground again with overwrite=True / delete the folder)")
         if clip is not None: expected = {'model': clip.name, 'fingerprint': weights_fingerprint(clip.model), **expected}
         unknown = sorted(set(expected) - set(self.config))
         if unknown: raise ValueError(f"unknown cache config keys {unknown}; known: {sorted(self.config)}")
@@ -498,10 +552,30 @@ class MapCache:
         if s not in self._shards:
             f = self.path/_shard_name(s)
             if not f.is_file(): raise FileNotFoundError(f"{f} is missing: the cache is incomplete, run ground_dataset again to finish it")
-            with safe_open(str(f), 'pt') as sf: meta = sf.metadata() or {}
-            if meta.get('config') != self._hash: raise ValueError(f"{f} belongs to another cache config")
-            self._shards[s] = load_file(str(f))['maps']
+            self._shards[s] = _read_shard(f, self._hash, s)
         return self._shards[s]
+
+    def verify(self) -> dict: # {shard file: what is wrong}; empty when every shard is present and intact
+        "Read every shard and check it (present, readable, this config, its index, its checksum)."
+        bad = {}
+        for s in range(self.num_shards):
+            f = self.path/_shard_name(s)
+            if not f.is_file(): bad[str(f)] = 'missing'; continue
+            try: self._shards[s] = _read_shard(f, self._hash, s)
+            except ValueError as e: bad[str(f)] = str(e)
+        return bad
+
+    def check_files(self, files: Sequence, # the image file behind each item, in the order of `ids`
+                   ) -> 'MapCache':
+        "Refuse (naming the first image that differs) unless `files` hold the images this cache was made from."
+        if self.config.get('content') is None: raise ValueError(f"{self.path}: the cache does not record its images' content (made without files=)")
+        old = read_json(self.path/'files.json', 'map cache file list') if (self.path/'files.json').is_file() else []
+        new = file_records(files, old)
+        if content_digest(new) != self.config['content']:
+            raise ValueError(f"{self.path} was made from other images: {_first_difference(old, new, self.ids)}; ground these images into "
+                             "another cache folder (or overwrite this one)")
+        if new != old: write_json(self.path/'files.json', new)     # new paths or times, same content: checked cheaply next time
+        return self
 
     def maps(self, indices: Sequence[int] | torch.Tensor, # dataset indices
              size: int | tuple[int, int] | None = None, # upsample (bilinear) and renormalize to this size
@@ -576,6 +650,7 @@ def ground_dataset(clip: CLIPBundle, # from `load_clip`
                    image_key: str = 'image', # key of the image in dict items
                    overwrite: bool = False, # replace a cache made with another config instead of refusing
                    progress: bool = True, # show a tqdm progress bar (rank 0 only)
+                   files: Sequence | None = None, # the image file behind each item: the cache is keyed by their content (recommended)
                   ) -> MapCache:
     "Ground `prompts` in every image of `dataset` into a resumable cache of fp16 maps at native grid; returns its reader."
     from torch.utils.data import DataLoader
@@ -596,20 +671,24 @@ def ground_dataset(clip: CLIPBundle, # from `load_clip`
     if len(ids) != n: raise ValueError(f"ids: {len(ids)} ids for a dataset of {n} images")
     ids = _json_ready(ids)
     if len(set(map(json.dumps, ids))) != n: raise ValueError("ids: image ids must be unique")
+    if files is not None and len(files) != n: raise ValueError(f"files: {len(files)} files for a dataset of {n} images")
+    out = Path(out)
+    old_files = read_json(out/'files.json', 'map cache file list') if files is not None and (out/'files.json').is_file() else None
+    records = file_records(files, old_files) if files is not None else None
     cfg = dict(format=CACHE_FORMAT, model=clip.name, weights=clip.weights, fingerprint=weights_fingerprint(clip.model),
                precision=clip.precision, method=method, layer=lay[0] if lay else None, start_layer=start,
                image_size=list(clip.image_size), per_image_prompts=per_image, prompts=per if per_image else per[0],
-               ids=ids, n=n, shard_size=shard_size, num_shards=math.ceil(n / shard_size), dtype='float16')
-    out = Path(out)
+               ids=ids, n=n, shard_size=shard_size, num_shards=math.ceil(n / shard_size), dtype='float16',
+               content=content_digest(records) if records is not None else None)
     rank, world, own_group = _dist_info()
     try:
-        if rank == 0: _prepare_cache_dir(out, cfg, overwrite)
+        if rank == 0: _prepare_cache_dir(out, cfg, overwrite, records, old_files)
         _barrier(world)
         cache = MapCache(out)
         if cache.config != cfg: raise ValueError(f"{out} holds another config (changed by another process?)")
         chash = _config_hash(cfg)
         mine = [s for s in range(cfg['num_shards']) if s % world == rank]
-        todo = [s for s in mine if not _shard_ok(out/_shard_name(s), chash)]
+        todo = [s for s in mine if not _shard_ok(out/_shard_name(s), chash, s, warn=True)]   # each rank checks (and names) its own
         text_all = None if per_image else _text_features(clip, per)  # P x D once, for every batch
         batches, owner = [], []
         for s in todo:
@@ -621,7 +700,7 @@ def ground_dataset(clip: CLIPBundle, # from `load_clip`
         total = sum(len(b) for b in batches)
         with tqdm(total=total, desc=f"grounding ({method})", unit='img', disable=not progress or rank != 0) as bar:
             for idx, s, images in zip(batches, owner, loader):
-                images = _check_images(clip, images)
+                images = _check_images(clip, images, [ids[i] for i in idx])
                 text = (_text_features(clip, [per[i] for i in idx]) if per_image
                         else text_all[:1].expand(len(idx), -1, -1))
                 maps = normalize_maps(_ground(clip, images, text, method, lay, start or 0)).cpu().half()
@@ -630,7 +709,8 @@ def ground_dataset(clip: CLIPBundle, # from `load_clip`
                 lo, hi = s * shard_size, min(n, (s + 1) * shard_size)
                 if sum(len(m) for m in pending[s]) == hi - lo:
                     shard = torch.cat(pending.pop(s)).contiguous()
-                    atomic_write(out/_shard_name(s), lambda f: save_file({'maps': shard}, f, metadata={'config': chash}))
+                    meta = {'config': chash, 'shard': str(s), 'sha256': _tensor_sha(shard)}
+                    atomic_write(out/_shard_name(s), lambda f: save_file({'maps': shard}, f, metadata=meta))
         _barrier(world)
         return MapCache(out)
     finally:
@@ -638,26 +718,34 @@ def ground_dataset(clip: CLIPBundle, # from `load_clip`
             import torch.distributed as dist
             dist.destroy_process_group()
 
-def _shard_ok(f: Path, chash: str) -> bool:
+def _shard_ok(f: Path, chash: str, s: int, warn: bool = False) -> bool:
+    "Is shard file `f` present and intact? A damaged one is reported (by name) and will be recomputed."
     if not f.is_file(): return False
-    try:
-        with safe_open(str(f), 'pt') as sf: return (sf.metadata() or {}).get('config') == chash
-    except Exception: return False
+    try: _read_shard(f, chash, s); return True
+    except ValueError as e:
+        if warn: warnings.warn(f"{e}: recomputing it")
+        return False
 
-def _prepare_cache_dir(out: Path, cfg: dict, overwrite: bool):
+def _prepare_cache_dir(out: Path, cfg: dict, overwrite: bool, records=None, old_records=None):
     "Create `out` with `cfg`, or check the config it holds; remove leftovers of interrupted writes."
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob('.*.tmp-*'): tmp.unlink(missing_ok=True)
     f = out/'config.json'
     if f.is_file():
-        old = json.loads(f.read_text())
-        if old == cfg: return
+        old = read_json(f, 'map cache config')
+        if old == cfg:
+            if records is not None and records != old_records: write_json(out/'files.json', records)
+            return
         if not overwrite:
             diff = [k for k in sorted(set(old) | set(cfg)) if old.get(k) != cfg.get(k)]
-            raise ValueError(f"{out} holds a map cache made with another config (differs in: {', '.join(diff)}); "
-                             f"pass overwrite=True to replace it, or choose another out")
+            what = ''
+            if diff == ['content'] and old_records is not None: what = f": {_first_difference(old_records, records, cfg['ids'])}"
+            raise ValueError(f"{out} holds a map cache made with another config (differs in: {', '.join(diff)}){what}; "
+                             f"choose another cache folder, or replace this one (overwrite=True, or delete the folder)")
         for s in out.glob('maps-*.safetensors'): s.unlink()
-    atomic_write(f, lambda p: Path(p).write_text(json.dumps(cfg, indent=1)))
+    write_json(f, cfg)                  # then the file list: after a kill in between, the next run redoes it from the config
+    if records is not None: write_json(out/'files.json', records)
+    else: (out/'files.json').unlink(missing_ok=True)
 
 # %% ../nbs/02_grounding.ipynb #49f5747f
 def _gals_loop(clip, images, prompts, layer='layer4') -> torch.Tensor:

@@ -20,8 +20,16 @@ def _as_long(v, name):
         raise TypeError(f"{name}: expected integer class/group ids, got non-integer values ({t.dtype})")
     return t.detach().cpu().long()
 
+def _finite(t, name):
+    "Non-finite input is an error naming the argument and the first bad sample (a NaN would pass silently through argmax/max)."
+    t = torch.as_tensor(t)
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        bad = (~torch.isfinite(t)).reshape(len(t), -1).any(1).nonzero().flatten() if t.ndim else torch.tensor([0])
+        raise ValueError(f"{name}: contains NaN or infinite values ({len(bad)} sample(s), first: index {int(bad[0])})")
+    return t
+
 def _preds_labels(preds, labels):
-    p = torch.as_tensor(preds).detach().cpu()
+    p = _finite(preds, 'preds').detach().cpu()
     if p.ndim == 2: p = p.argmax(1)
     p, y = _as_long(p, 'preds'), _as_long(labels, 'labels')
     if p.ndim != 1 or y.shape != p.shape:
@@ -105,6 +113,7 @@ def _maps_masks(maps, masks):
     if masks.ndim == 3: masks = masks[:, None]
     if masks.ndim != 4 or masks.shape[1] != 1 or masks.shape[0] != maps.shape[0]:
         raise ValueError(f"masks: expected B x 1 x H x W or B x H x W with B={maps.shape[0]}, got shape {tuple(masks.shape)}")
+    _finite(maps, 'maps'); _finite(masks, 'masks')
     masks = masks if masks.dtype == torch.bool else masks.float() > 0.5
     m = maps.detach().float()
     if m.shape[-2:] != masks.shape[-2:]: m = resize_maps(m, tuple(masks.shape[-2:]))
@@ -121,9 +130,16 @@ def _reduce(scores, reduction):
 def pointing_game(maps: torch.Tensor, # `B x P x h x w` non-negative maps
                   masks, # `B x 1 x H x W` or `B x H x W` masks (bool, or > 0.5 inside)
                   reduction: str = 'mean', # 'mean': float over defined maps; 'none': `B x P` (1 hit, 0 miss, NaN undefined)
+                  tolerance: int = 0, # pixels (at the masks' size): a maximum this close to the mask also hits; Zhang et al. use 15, GALS 0
                  ):
-    "Fraction of maps whose maximum lies inside the mask (ties: any maximal pixel inside counts)."
+    "Fraction of maps whose maximum lies inside the mask (ties: any maximal pixel inside counts); GALS's variant: no tolerance."
     m, s = _maps_masks(maps, masks)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
+        raise ValueError(f"tolerance={tolerance!r}: expected an int >= 0 (pixels)")
+    if tolerance:                       # dilate the mask by a disk of radius `tolerance`
+        r = torch.arange(-tolerance, tolerance + 1, device=s.device, dtype=torch.float32)
+        disk = ((r[:, None] ** 2 + r[None] ** 2) <= tolerance ** 2).float()[None, None]
+        s = torch.nn.functional.conv2d(s.float(), disk, padding=tolerance) > 0
     top = m == m.amax((-2, -1), keepdim=True)
     hit = (top & s).flatten(-2).any(-1).float()
     undefined = (m.flatten(-2).amax(-1) == 0) | ~s.flatten(-2).any(-1)
@@ -148,7 +164,7 @@ def topk_region(maps: torch.Tensor, # `B x P x h x w` non-negative maps
                ) -> torch.Tensor: # bool `B x P x h x w`
     "The top-`k` fraction of each map's pixels (ties with the cut-off included, zeros excluded)."
     if not 0 < k <= 1: raise ValueError(f"k={k!r}: expected a fraction in (0, 1]")
-    flat = maps.flatten(-2)
+    flat = _finite(maps, 'maps').flatten(-2)
     n = max(1, round(k * flat.shape[-1]))
     cut = flat.topk(n, dim=-1).values[..., -1:]
     return ((flat >= cut) & (flat > 0)).view_as(maps)
@@ -163,7 +179,7 @@ def topk_iou(maps: torch.Tensor, # `B x P x h x w` non-negative maps
         if other.ndim != 4 or other.shape[:2] != maps.shape[:2]:
             raise ValueError(f"other: maps to compare must be B x P x h x w with B x P = {tuple(maps.shape[:2])}, got "
                              f"{tuple(other.shape)} (pass masks as bool tensors)")
-        a, b = maps.detach().float(), other.detach().float()
+        a, b = _finite(maps, 'maps').detach().float(), _finite(other, 'other').detach().float()
         if b.shape[-2:] != a.shape[-2:]: b = resize_maps(b, tuple(a.shape[-2:]))
         ra, rb = topk_region(a, k), topk_region(b, k)
     else:                                                                   # a bool mask
@@ -191,7 +207,7 @@ def rank_correlation(a: torch.Tensor, # `B x P x h x w` maps
     for name, t in (('a', a), ('b', b)):
         if not isinstance(t, torch.Tensor) or t.ndim != 4: raise ValueError(f"{name}: expected a B x P x h x w tensor")
     if a.shape[:2] != b.shape[:2]: raise ValueError(f"a and b: expected the same B x P, got {tuple(a.shape[:2])} and {tuple(b.shape[:2])}")
-    a, b = a.detach().float(), b.detach().float()
+    a, b = _finite(a, 'a').detach().float(), _finite(b, 'b').detach().float()
     if b.shape[-2:] != a.shape[-2:]: b = resize_maps(b, tuple(a.shape[-2:]))
     ra, rb = _ranks(a.flatten(-2)), _ranks(b.flatten(-2))
     ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)

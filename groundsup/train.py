@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .core import default_device, seed_everything, atomic_write
+from .core import default_device, seed_everything, atomic_write, read_json
 from .metrics import group_accuracies, balanced_accuracy
 from .attribution import attribute
 from .models import logits_of
@@ -58,6 +58,13 @@ class TrainConfig:
         for k in ('epochs', 'batch_size', 'accum_steps'):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1: raise ValueError(f"TrainConfig.{k}={getattr(self, k)!r}: expected a positive int")
         if self.lr <= 0 or (self.head_lr is not None and self.head_lr <= 0): raise ValueError(f"TrainConfig.lr={self.lr!r}/head_lr={self.head_lr!r}: expected > 0")
+        for k in ('lr', 'head_lr', 'weight_decay', 'momentum', 'gamma'):
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+                raise ValueError(f"TrainConfig.{k}={v!r}: expected a finite number >= 0" + (' (> 0 for learning rates)' if 'lr' in k else ''))
+        for k, lo in (('ckpt_every', 0), ('num_workers', 0), ('step_size', 1)):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"TrainConfig.{k}={v!r}: expected an int >= {lo}")
 
     def fingerprint(self) -> dict:
         "The fields that change the computation (not where or how fast it runs)."
@@ -138,6 +145,12 @@ def _set_rng_state(t, meta):
     p = meta['python']; random.setstate((p[0], tuple(p[1]), p[2]))
     n = meta['numpy']; np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
 
+def _load_tensors(f: Path) -> dict:
+    "`load_file` that names the file when it is missing or damaged (safetensors' own errors name none)."
+    if not f.is_file(): raise FileNotFoundError(f"{f}: missing from the checkpoint folder")
+    try: return load_file(f)
+    except Exception as e: raise ValueError(f"{f}: damaged checkpoint file ({type(e).__name__}: {e})") from None
+
 def save_checkpoint(path: str | Path, # checkpoint folder to (re)write
                     model: nn.Module, # the model (DDP / compiled wrappers are unwrapped)
                     optimizer=None, # optimizer whose state to save
@@ -159,6 +172,8 @@ def save_checkpoint(path: str | Path, # checkpoint folder to (re)write
     (tmp/'state.json').write_text(json.dumps(meta))
     for f in tmp.iterdir():                          # on disk before the rename makes it visible
         fd = os.open(f, os.O_RDONLY); os.fsync(fd); os.close(fd)
+    if (path/'state.json').exists(): shutil.rmtree(old, ignore_errors=True)  # `path` is whole: a leftover `old` is stale
+    elif path.exists(): shutil.rmtree(path)          # a `path` without state.json is not a checkpoint: `old` is the whole one
     if path.exists(): os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
@@ -176,17 +191,17 @@ def load_checkpoint(path: str | Path, # checkpoint folder written by `save_check
         old = path.with_name(path.name + '.old')   # killed between the two renames: the previous checkpoint is whole
         if (old/'state.json').exists(): path = old
         else: raise FileNotFoundError(f"{path}: not a groundsup checkpoint folder (no state.json)")
-    meta = json.loads((path/'state.json').read_text())
+    meta = read_json(path/'state.json', 'checkpoint state')
     if model is not None:
-        sd = load_file(path/'model.safetensors')
+        sd = _load_tensors(path/'model.safetensors')
         target = _unwrap(model)
         dev = next(iter(target.state_dict().values())).device if len(target.state_dict()) else 'cpu'
         missing, unexpected = target.load_state_dict({k: v.to(dev) for k, v in sd.items()}, strict=False)
         if missing or unexpected: raise ValueError(f"{path}/model.safetensors does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     if optimizer is not None and 'optimizer' in meta:
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(path/'optimizer.safetensors'), meta['optimizer']))
+        optimizer.load_state_dict(_unflatten_optimizer(_load_tensors(path/'optimizer.safetensors'), meta['optimizer']))
     if scheduler is not None and 'scheduler' in meta: scheduler.load_state_dict(meta['scheduler'])
-    if restore_rng: _set_rng_state(load_file(path/'rng.safetensors'), meta['rng'])
+    if restore_rng: _set_rng_state(_load_tensors(path/'rng.safetensors'), meta['rng'])
     return meta['state']
 
 # %% ../nbs/08_train.ipynb #34fd66dc
@@ -256,10 +271,11 @@ class Run:
     best: float | None = None
     running: dict = field(default_factory=dict)   # sums of loss parts over the current epoch, and 'n'
     last_parts: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)      # `train(meta=...)`: saved with every checkpoint
 
     def state(self) -> dict:
         return {'epoch': self.epoch, 'step': self.step, 'global_step': self.global_step, 'history': self.history,
-                'best': self.best, 'running': self.running, 'config': self.cfg.fingerprint()}
+                'best': self.best, 'running': self.running, 'config': self.cfg.fingerprint(), 'meta': self.meta}
 
 HOOK_POINTS = ('before_epoch', 'after_step', 'after_epoch', 'after_fit')
 
@@ -285,7 +301,7 @@ def _scheduler(opt, cfg, steps_per_epoch):
     return None
 
 def _check_resume(out: Path, cfg: TrainConfig):
-    saved = json.loads((out/'config.json').read_text()) if (out/'config.json').exists() else None
+    saved = read_json(out/'config.json', 'run config') if (out/'config.json').exists() else None
     if saved is not None and saved != cfg.fingerprint():
         diff = {k: (saved.get(k), v) for k, v in cfg.fingerprint().items() if saved.get(k) != v}
         raise ValueError(f"{out} holds a run with another configuration (saved vs now: {diff}); use another `out` or resume=False")
@@ -308,6 +324,7 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
           resume: bool = True, # continue from `out/last` when it exists
           collate_fn=None, # DataLoader collate function
           progress: bool = True, # progress bars
+          meta: dict | None = None, # JSON-serializable facts kept in every checkpoint's state (e.g. the input size and preprocessing)
          ) -> Run:
     "Train `model`; returns the `Run` (history of per-epoch metrics, best validation score)."
     cfg = cfg or TrainConfig()
@@ -332,7 +349,7 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
     opt = _optimizer(_param_groups(model, cfg, param_groups), cfg)
     n_micro = len(train_ds) // micro
     sched = _scheduler(opt, cfg, n_micro // cfg.accum_steps)
-    run = Run(cfg, model, opt, out, rank, world)
+    run = Run(cfg, model, opt, out, rank, world, meta=dict(meta or {}))
     if out is not None and resume and any((out/n/'state.json').exists() for n in ('last', 'last.old')):
         st = load_checkpoint(out/'last', model, opt, sched, restore_rng=True)
         for k in ('epoch', 'step', 'global_step', 'history', 'best', 'running'): setattr(run, k, st[k])

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
+from .core import read_json, write_json
 
 # %% auto #0
 __all__ = ['FAMILIES', 'SHAPES', 'EXTRA_SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'WORLD_VERSION', 'SHAPE_WORDS',
@@ -181,7 +182,7 @@ def make_world(root: str | Path, # folder to write (created if missing)
     root = Path(root); cfg = _world_config(bias, n_train, n_val, n_test, size, seed)
     info = root / 'world.json'
     if info.exists():
-        old = json.loads(info.read_text())
+        old = read_json(info, 'world description')
         if old.get('config') != cfg:
             diff = {k: (old.get('config', {}).get(k), v) for k, v in cfg.items() if old.get('config', {}).get(k) != v}
             raise ValueError(f"{root} holds a world made with another configuration (existing, requested): {diff}; "
@@ -190,7 +191,7 @@ def make_world(root: str | Path, # folder to write (created if missing)
     elif root.exists() and any(root.iterdir()):
         raise ValueError(f"{root} exists, is not empty and is not a groundsup world (no world.json): pass an empty or new folder")
     (root / 'images').mkdir(parents=True, exist_ok=True); (root / 'masks').mkdir(exist_ok=True)
-    info.write_text(json.dumps(dict(config=cfg, complete=False), indent=1))
+    write_json(info, dict(config=cfg, complete=False))
     scenes, splits = world_scenes(cfg)
     n = len(splits)
     names = [f"{i:05d}" for i in range(n)]
@@ -213,7 +214,7 @@ def make_world(root: str | Path, # folder to write (created if missing)
             w.writerow([i, f'images/{names[i]}.jpg', int(scenes['y'][i]), splits[i], int(scenes['place'][i]),
                         f'masks/{names[i]}.png', SHAPES[scenes['shape'][i]], COLOUR_NAMES[scenes['colour'][i]]])
     os.replace(root / 'metadata.csv.tmp', root / 'metadata.csv')
-    info.write_text(json.dumps(dict(config=cfg, complete=True), indent=1))
+    write_json(info, dict(config=cfg, complete=True))
     return root
 
 # %% ../nbs/05_world.ipynb #9641caf4

@@ -13,8 +13,26 @@ gals = len(sys.argv) > 5 and sys.argv[5] == 'gals'
 cfg = TrainConfig(epochs=3, batch_size=8, lr=0.01, optimizer='adamw', scheduler='cosine', seed=5, ckpt_every=1,
                   num_workers=workers, device='cpu')
 
+# KILL_IN_SAVE: instead of dying after step `kill_at`, die inside the next checkpoint write, at one of the points where a
+# kill leaves two folders behind: 'in_tmp' (last.tmp half-written), 'between' (last renamed to last.old, last.tmp not yet
+# renamed to last), 'after_new' (the new last in place, last.old not yet removed)
+in_save, armed = os.environ.get('KILL_IN_SAVE'), False
+if in_save:
+    import groundsup.train as gt
+    _replace, _save_file = os.replace, gt.save_file
+    def replace(src, dst):
+        _replace(src, dst)
+        if armed and Path(dst).name == {'between': 'last.old', 'after_new': 'last'}.get(in_save): os.kill(os.getpid(), signal.SIGKILL)
+    def save_file(tensors, f, *a, **k):
+        _save_file(tensors, f, *a, **k)
+        if armed and in_save == 'in_tmp' and Path(f).parent.name == 'last.tmp': os.kill(os.getpid(), signal.SIGKILL)
+    os.replace, gt.save_file = replace, save_file
+
 def die(run):
-    if run.global_step == kill_at: os.kill(os.getpid(), signal.SIGKILL)
+    global armed
+    if run.global_step == kill_at:
+        if in_save: armed = True
+        else: os.kill(os.getpid(), signal.SIGKILL)
 
 seed_everything(0)
 # 'gals': input gradients penalised everywhere (source 'zeros'), which exercises double backprop through DDP

@@ -1,7 +1,8 @@
 """Check the built docs site (_docs/) in headless Chromium, as a reader would use it: opened as files and served.
 
 - crawl: from index.html, every page reachable through internal links; every internal link resolves to a file and
-  every `#anchor` to an element id of its page; every `.html` page of the site is reached; no image is broken;
+  every `#anchor` to an element id of its page; every `.html` page of the site is reached; no image is broken; every
+  formula is typeset (MathJax ships with the site);
 - search: `search.html?q=ground` (from the files and over http) lists the grounding page;
 - layout: at 1280 px and at phone width (390 px) the API page does not scroll sideways;
 - screenshots of the index, an API page (also at phone width) and the search results go to tests/artifacts/.
@@ -16,14 +17,17 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backg
 API_PAGE, SEARCH_TERM, SEARCH_HIT = 'grounding.html', 'ground', 'grounding.html'
 SKIP = {'genindex.html', 'search.html'}   # Sphinx's own pages, reached from the header; checked separately
 
-PAGE_JS = """() => ({
+PAGE_JS = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  return {
   ids: [...document.querySelectorAll('[id]')].map(e => e.id).concat([...document.querySelectorAll('a[name]')].map(e => e.name)),
   links: [...document.querySelectorAll('a[href]')].map(a => a.href),
   srcs: [...document.querySelectorAll('img[src], script[src]')].map(e => e.src)
         .concat([...document.querySelectorAll('link[rel=stylesheet][href]')].map(e => e.href)),
   broken: [...document.querySelectorAll('img')].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src')),
   overflow: document.documentElement.scrollWidth - window.innerWidth,
-})"""
+  math: [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 40)),
+}}"""
 
 def _local(url: str, root: Path):
     "The file under `root` a file:// URL points at (None for other URLs), and its fragment."
@@ -52,6 +56,7 @@ def crawl(page, root: Path) -> tuple[list[str], dict]:
         info = seen[f] = page.evaluate(PAGE_JS)
         rel = f.relative_to(root).as_posix()
         problems += [f"{rel}: broken image {src}" for src in info['broken']]
+        problems += [f"{rel}: formula not rendered: {m}" for m in info['math']]
         for url in info['links'] + info['srcs']:
             target, frag = _local(url, root)
             if target is None: continue            # external (https:, mailto:): not checked offline

@@ -2,7 +2,7 @@
 
 The sources are nbdev's processed notebooks as tools/docs.py rewrites them; myst-nb renders their stored outputs
 and executes nothing. Title, author and repository come from settings.ini."""
-import configparser, json, os
+import configparser, json, os, shutil, sysconfig
 from pathlib import Path
 
 ROOT = Path(os.environ.get('GROUNDSUP_ROOT', Path(__file__).resolve().parents[2]))
@@ -57,5 +57,17 @@ def _nbdev_anchors(app, doctree):
         sec['ids'].insert(0, anchor); doctree.ids[anchor] = sec
         wanted.discard(anchor)
 
+# MathJax from the sphinx-mathjax-offline package (only the files a page needs), so formulas render without a network
+_MATHJAX = Path(sysconfig.get_paths()['purelib'])/'sphinx-mathjax-offline'/'static'/'mathjax'
+if (_MATHJAX/'tex-chtml.js').exists(): mathjax_path = 'mathjax/tex-chtml.js'
+
+def _copy_mathjax(app, exc):
+    if exc is not None or not (_MATHJAX/'tex-chtml.js').exists(): return
+    dest = Path(app.outdir)/'_static'/'mathjax'
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(_MATHJAX/'tex-chtml.js', dest/'tex-chtml.js')
+    shutil.copytree(_MATHJAX/'output'/'chtml'/'fonts'/'woff-v2', dest/'output'/'chtml'/'fonts'/'woff-v2', dirs_exist_ok=True)
+
 def setup(app):
+    app.connect('build-finished', _copy_mathjax)
     app.connect('doctree-read', _nbdev_anchors, priority=100)   # before the table of contents is collected

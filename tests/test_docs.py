@@ -1,5 +1,5 @@
 "The docs build (tools/docs.py) on small inputs: page layout, relative links, show_doc anchors; the site check on a toy site."
-import importlib.util, json, re, sys
+import importlib.util, json, os, re, sys
 from pathlib import Path
 
 import nbformat, pytest
@@ -87,10 +87,11 @@ def test_one_show_doc_per_cell_and_last():
             if calls and (len(calls) > 1 or calls[-1] != len(lines) - 1): bad.append(f"{f.relative_to(ROOT)}: {c.get('id')}")
     assert not bad, f"cells whose show_doc output is not shown (one show_doc per cell, as its last line): {bad}"
 
-@pytest.mark.slow
 def test_site_check_finds_broken_links(tmp_path):
+    "The crawler itself, on a toy site with one of each problem (a few seconds; needs Chromium, which CI installs)."
     check = _load('check_site')
-    if not Path(check.CHROMIUM).exists() or importlib.util.find_spec('playwright') is None: pytest.skip('no chromium/playwright')
+    if not Path(check.CHROMIUM).exists() or importlib.util.find_spec('playwright') is None:
+        (pytest.fail if os.environ.get('GROUNDSUP_REQUIRE_BROWSER') == '1' else pytest.skip)('no chromium or playwright')
     (tmp_path/'index.html').write_text('<a href="grounding.html#ground">g</a> <a href="grounding.html#nope">n</a> '
                                        '<a href="gone.html">x</a> <img src="missing.png">')
     (tmp_path/'grounding.html').write_text('<h2 id="ground">ground</h2>')

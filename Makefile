@@ -8,7 +8,7 @@ STAMP := $(VENV)/.groundsup-installed
 FLAGS ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo test check docs clean-docs
+.PHONY: install demo test check docs check-docs clean-docs
 
 install: $(STAMP)
 
@@ -29,9 +29,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	@FLAGS="$(FLAGS)" bash tools/test.sh
 
-## Docs site in _docs/ (quarto when installed, else nbconvert over nbdev's processed notebooks).
+## Docs site in _docs/ (quarto when installed, else Sphinx + myst-nb over nbdev's processed notebooks) and README.md.
 docs: $(STAMP)
 	@$(PY) tools/docs.py
+
+## The built site in headless Chromium: links, anchors, images, search; screenshots in tests/artifacts/.
+check-docs: $(STAMP)
+	@$(PY) tools/check_site.py _docs --artifacts tests/artifacts
 
 clean-docs:
 	rm -rf _docs _proc

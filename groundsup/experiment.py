@@ -54,6 +54,7 @@ class GroundingCfg:                     # stage 1: how `groundsup ground` makes 
     model: str = 'RN50'                 # open_clip model name, or 'groundsup-tiny-rn' (the world's tiny CLIP)
     pretrained: Optional[str] = 'openai' # open_clip tag, local checkpoint, or null (random init; the tiny CLIP: its shipped weights)
     prompts: list = field(default_factory=lambda: ['a photo of a bird'])   # one map per prompt, combined by the loss terms
+    prompts_per_class: Optional[list] = None   # GALS's PROMPTS_PER_CLASS: one prompt list per class (equal lengths); an image gets its label's list instead of `prompts`
     method: str = 'auto'                # 'auto', 'gradcam' (CLIP ResNets) or 'relevance' (CLIP ViTs)
     layer: Optional[str] = None         # GradCAM layer of the visual tower (None: the last stage)
     start_layer: int = 0                # relevance: first block accumulated
@@ -164,6 +165,13 @@ def train_config(cfg) -> TrainConfig:
     try: return TrainConfig(**OmegaConf.to_container(cfg.train))
     except ValueError as e: raise ValueError(str(e).replace('TrainConfig.', 'train.')) from None
 
+def _check_prompts_per_class(ppc, num_classes):
+    ppc = OmegaConf.to_container(ppc) if OmegaConf.is_config(ppc) else ppc
+    ok = (isinstance(ppc, list) and len(ppc) == num_classes and all(isinstance(p, list) and p for p in ppc)
+          and all(isinstance(s, str) and s.strip() for p in ppc for s in p) and len({len(p) for p in ppc}) == 1)
+    if not ok: raise ValueError(f"grounding.prompts_per_class={ppc!r}: expected one non-empty list of prompts per class "
+                                f"(model.num_classes={num_classes}), all of the same length")
+
 def check_config(cfg: DictConfig):
     "Every check that can run without reading data: option values, combinations, files that must exist."
     from groundsup.models import MODELS
@@ -176,6 +184,7 @@ def check_config(cfg: DictConfig):
     if g.method not in ('auto', 'gradcam', 'relevance'): raise ValueError(f"grounding.method={g.method!r}: expected 'auto', 'gradcam' or 'relevance'")
     if not g.prompts or not all(isinstance(p, str) and p.strip() for p in g.prompts):
         raise ValueError(f"grounding.prompts={list(g.prompts)!r}: expected a non-empty list of non-empty strings")
+    if g.prompts_per_class is not None: _check_prompts_per_class(g.prompts_per_class, cfg.model.num_classes)
     if cfg.data.augment not in ('crop_flip', 'none'): raise ValueError(f"data.augment={cfg.data.augment!r}: expected 'crop_flip' or 'none'")
     if cfg.data.upweight not in (None, 'class', 'group'): raise ValueError(f"data.upweight={cfg.data.upweight!r}: expected null, 'class' or 'group'")
     if cfg.model.name not in MODELS: raise ValueError(f"model.name={cfg.model.name!r}: expected one of {MODELS}")
@@ -254,6 +263,7 @@ def grounding_clip(cfg: DictConfig, # experiment configuration (its `grounding` 
 
 def _cache_expect(cfg):
     g = cfg.grounding
+    if g.prompts_per_class is not None: return dict(model=g.model, per_image_prompts=True)   # checked in open_grounding
     return dict(model=g.model, prompts=list(g.prompts))
 
 def run_grounding(cfg: DictConfig, # experiment configuration with `data.grounding` (the cache folder) set
@@ -264,20 +274,21 @@ def run_grounding(cfg: DictConfig, # experiment configuration with `data.groundi
     check_config(cfg)
     if not cfg.data.grounding: raise ValueError("data.grounding is not set: give the folder for the grounding cache, e.g. data.grounding=runs/grounding")
     prepare_data(cfg, progress)
-    paths, ids = _grounding_items(cfg)
+    paths, ids, labels = _grounding_items(cfg)
     clip = grounding_clip(cfg, device)
     g = cfg.grounding
-    return ground_dataset(clip, _Preprocessed(paths, ids, clip.preprocess), list(g.prompts), cfg.data.grounding, method=g.method,
+    prompts = list(g.prompts) if g.prompts_per_class is None else [list(g.prompts_per_class[y]) for y in labels]   # per class: by label
+    return ground_dataset(clip, _Preprocessed(paths, ids, clip.preprocess), prompts, cfg.data.grounding, method=g.method,
                           layer=g.layer, start_layer=g.start_layer, batch_size=g.batch_size, progress=progress, files=paths)
 
 def _grounding_items(cfg):
-    "(image files, image ids) of every split, each image once: what the grounding cache holds, in its order."
-    paths, ids, seen = [], [], set()
+    "(image files, image ids, labels) of every split, each image once: what the grounding cache holds, in its order."
+    paths, ids, labels, seen = [], [], [], set()
     for split in ('train', 'val', 'test'):
         ds = build_datasets(cfg, splits=(split,))[split]
-        for p, i in zip(ds.paths, ds.img_ids):
-            if i not in seen: seen.add(i); paths.append(p); ids.append(i)
-    return paths, ids
+        for p, i, y in zip(ds.paths, ds.img_ids, ds.labels.tolist()):
+            if i not in seen: seen.add(i); paths.append(p); ids.append(i); labels.append(y)
+    return paths, ids, labels
 
 def open_grounding(cfg: DictConfig, # experiment configuration with `data.grounding` set
                   ) -> MapCache:
@@ -287,6 +298,10 @@ def open_grounding(cfg: DictConfig, # experiment configuration with `data.ground
         raise FileNotFoundError(f"data.grounding={str(path)!r}: no grounding cache there yet; make it with `groundsup ground --config ...` "
                                 "(`groundsup train` does it for you)")
     cache = MapCache(path, **_cache_expect(cfg))
+    if cfg.grounding.prompts_per_class is not None:
+        allowed = [list(p) for p in cfg.grounding.prompts_per_class]
+        if any(list(p) not in allowed for p in cache.prompts):
+            raise ValueError(f"data.grounding={str(path)!r}: the cache holds other prompts than grounding.prompts_per_class={allowed}")
     if not cache.complete: raise ValueError(f"data.grounding={str(path)!r}: the cache is incomplete ({len(cache.missing_shards())} shards missing); "
                                             "rerun `groundsup ground --config ...` to finish it")
     bad = cache.verify()

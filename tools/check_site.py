@@ -1,0 +1,123 @@
+"""Check the built docs site (_docs/) in headless Chromium, as a reader would use it: opened as files and served.
+
+- crawl: from index.html, every page reachable through internal links; every internal link resolves to a file and
+  every `#anchor` to an element id of its page; every `.html` page of the site is reached; no image is broken; every
+  formula is typeset (MathJax ships with the site);
+- search: `search.html?q=ground` (from the files and over http) lists the grounding page;
+- layout: at 1280 px and at phone width (390 px) the API page does not scroll sideways;
+- screenshots of the index, an API page (also at phone width) and the search results go to tests/artifacts/.
+Exit 1 lists every problem. Usage: python tools/check_site.py [_docs] [--artifacts tests/artifacts]"""
+import argparse, functools, http.server, socketserver, sys, threading, time
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlparse
+
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+                 '--disable-sync']
+API_PAGE, SEARCH_TERM, SEARCH_HIT = 'grounding.html', 'ground', 'grounding.html'
+SKIP = {'genindex.html', 'search.html'}   # Sphinx's own pages, reached from the header; checked separately
+
+PAGE_JS = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  return {
+  ids: [...document.querySelectorAll('[id]')].map(e => e.id).concat([...document.querySelectorAll('a[name]')].map(e => e.name)),
+  links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+  srcs: [...document.querySelectorAll('img[src], script[src]')].map(e => e.src)
+        .concat([...document.querySelectorAll('link[rel=stylesheet][href]')].map(e => e.href)),
+  broken: [...document.querySelectorAll('img')].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src')),
+  overflow: document.documentElement.scrollWidth - window.innerWidth,
+  math: [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 40)),
+}}"""
+
+def _local(url: str, root: Path):
+    "The file under `root` a file:// URL points at (None for other URLs), and its fragment."
+    u = urlparse(url)
+    if u.scheme != 'file': return None, None
+    path = Path(unquote(u.path))
+    if path.is_dir(): path = path/'index.html'
+    return path, unquote(u.fragment)
+
+@functools.cache
+def _server(root: Path):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    handler = functools.partial(Quiet, directory=str(root))
+    srv = socketserver.ThreadingTCPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return f'http://127.0.0.1:{srv.server_address[1]}'
+
+def crawl(page, root: Path) -> tuple[list[str], dict]:
+    "Visit every page reachable from index.html; returns (problems, {page: info})."
+    problems, seen, todo, anchors = [], {}, [root/'index.html'], []
+    while todo:
+        f = todo.pop()
+        if f in seen: continue
+        page.goto(f.as_uri(), wait_until='load')
+        info = seen[f] = page.evaluate(PAGE_JS)
+        rel = f.relative_to(root).as_posix()
+        problems += [f"{rel}: broken image {src}" for src in info['broken']]
+        problems += [f"{rel}: formula not rendered: {m}" for m in info['math']]
+        for url in info['links'] + info['srcs']:
+            target, frag = _local(url, root)
+            if target is None: continue            # external (https:, mailto:): not checked offline
+            if root not in target.parents and target != root:
+                problems.append(f"{rel}: link leaves the site: {url}"); continue
+            if not target.exists(): problems.append(f"{rel}: missing file {target.relative_to(root)} ({url})"); continue
+            if target.suffix == '.html':
+                if target.name not in SKIP: todo.append(target)
+                if frag: anchors.append((rel, target, frag))
+    for rel, target, frag in anchors:
+        if target in seen and frag not in seen[target]['ids']:
+            problems.append(f"{rel}: no anchor #{frag} in {target.relative_to(root).as_posix()}")
+    pages = {p for p in root.rglob('*.html') if p.name not in SKIP and not any(s.startswith(('_', '.')) for s in p.relative_to(root).parts)}
+    problems += [f"page not reachable from index.html: {p.relative_to(root)}" for p in sorted(pages - set(seen))]
+    return problems, {f.relative_to(root).as_posix(): i for f, i in seen.items()}
+
+def search(page, base: str, shot: Path | None = None) -> list[str]:
+    "Search for SEARCH_TERM at `base` (file:// or http:// URL of the site root); SEARCH_HIT must be among the results."
+    page.goto(f'{base}/search.html?q={SEARCH_TERM}', wait_until='load')
+    hits, deadline = [], time.time() + 30
+    while time.time() < deadline:
+        hits = page.evaluate("() => [...document.querySelectorAll('#search-results li a')].map(a => a.getAttribute('href'))")
+        if hits and any(SEARCH_HIT in h for h in hits): break
+        time.sleep(0.3)
+    if shot: page.screenshot(path=str(shot))
+    if not any(h.split('#')[0].split('?')[0].endswith(SEARCH_HIT) for h in hits):
+        return [f"search for {SEARCH_TERM!r} at {base} does not list {SEARCH_HIT} (results: {hits[:10]})"]
+    return []
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('site', nargs='?', default='_docs', type=Path)
+    ap.add_argument('--artifacts', default=Path('tests/artifacts'), type=Path)
+    args = ap.parse_args(argv)
+    root = args.site.resolve()
+    if not (root/'index.html').exists(): sys.exit(f"no site at {root} (build it with `make docs`)")
+    args.artifacts.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+    t = time.time()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={'width': 1280, 'height': 900})
+        problems, info = crawl(page, root)
+        n_links = sum(len(i['links']) for i in info.values())
+        for name, width in [(API_PAGE, 1280)]:
+            if info.get(name, {}).get('overflow', 0) > 1: problems.append(f"{name} scrolls sideways at {width} px")
+        page.goto((root/'index.html').as_uri()); page.screenshot(path=str(args.artifacts/'docs_index.png'))
+        page.goto((root/API_PAGE).as_uri() + '#ground'); page.screenshot(path=str(args.artifacts/'docs_api_grounding.png'))
+        problems += search(page, root.as_uri(), args.artifacts/'docs_search_ground.png')
+        problems += search(page, _server(root))
+        phone = browser.new_page(viewport={'width': 390, 'height': 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
+        for name in ['index.html', API_PAGE]:
+            phone.goto((root/name).as_uri(), wait_until='load')
+            over = phone.evaluate(PAGE_JS)['overflow']
+            if over > 1: problems.append(f"{name} scrolls sideways by {over} px at phone width (390 px)")
+        phone.goto((root/API_PAGE).as_uri() + '#load_clip'); phone.screenshot(path=str(args.artifacts/'docs_api_phone.png'))
+        browser.close()
+    print(f"site check: {len(info)} pages, {n_links} links, searched {SEARCH_TERM!r} from files and over http, "
+          f"{time.time() - t:.0f} s; screenshots in {args.artifacts}/docs_*.png")
+    if problems:
+        print(f"FAIL: {len(problems)} problems in {root}:"); print('\n'.join(f"  {p}" for p in problems[:200])); sys.exit(1)
+    print("site check ok")
+
+if __name__ == '__main__': main()

@@ -30,8 +30,10 @@ def main():
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2]); p.add_argument('--methods', nargs='+', default=list(METHODS))
     p.add_argument('--worlds', nargs='+', default=list(WORLDS)); p.add_argument('--extra', nargs='*', default=[], help='more overrides for every run')
     p.add_argument('--tag', default='', help='suffix of the method folders (runs with --extra overrides, e.g. a search point)')
+    p.add_argument('--report', action='store_true', help='only (re)write results.json / results.md from the runs on disk')
     a = p.parse_args()
     root = Path(a.root).resolve(); root.mkdir(parents=True, exist_ok=True)
+    if a.report: return report(root, a.worlds, a.methods, a.seeds, {})
     gs = [sys.executable, '-c', 'import sys; from groundsup.cli import main; sys.exit(main())']
     for w in a.worlds:   # stage 1 once per world (the world and its grounding), before the parallel runs
         rc, _ = run(gs + ['ground', '--config', 'world_gals', '--quiet', '--device', 'cpu'] + overrides(root, w, 0, root / 'tmp')[:3], root / f'ground-{w}.log')
@@ -53,7 +55,7 @@ def main():
 def report(root, worlds, methods, seeds, seconds):
     import torch
     from groundsup.experiment import load_config, build_datasets
-    from groundsup.models import build_model
+    from groundsup.models import build_model, LogitsOnly
     from groundsup.train import load_checkpoint
     from groundsup.attribution import attribute
     from groundsup.metrics import energy_inside
@@ -63,22 +65,26 @@ def report(root, worlds, methods, seeds, seconds):
         raw = WaterbirdsDataset(root / f'world-{w}', 'test', masks=True)
         masks = torch.stack([raw[i]['mask'] for i in range(len(raw))]).float()
         masks = masks if masks.ndim == 4 else masks[:, None]
-        for m in methods:
+        # every method folder on disk: the shipped configs, and search points such as gals_w1e3 (tag after the config name)
+        for folder in sorted(p.name for p in (root / w).iterdir() if p.is_dir()):
+            m = next((k for k in sorted(METHODS, key=len, reverse=True) if folder == k or folder.startswith(k + '_w')), None)
+            if m is None or m not in methods: continue
             cfg = load_config(f'world_{m}', overrides(root, w, 0, root / 'tmp'))
             test = build_datasets(cfg, splits=('test',))['test']
             x = torch.stack([test[i]['image'] for i in range(len(test))]); y = torch.tensor([int(test[i]['label']) for i in range(len(test))])
             small = torch.nn.functional.interpolate(masks, size=x.shape[-2:], mode='nearest') > 0.5
             rows = []
             for s in seeds:
-                out = root / w / m / f'seed{s}-run'
+                out = root / w / folder / f'seed{s}-run'
+                if not (out / 'summary.json').exists(): continue
                 t = json.loads((out / 'summary.json').read_text())['trials'][0]
                 model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
                 load_checkpoint(out / f'seed{s}' / 'best', model); model.eval()
-                att = torch.cat([attribute(model, x[b:b + 100], y[b:b + 100], method='saliency') for b in range(0, len(x), 100)])
+                att = torch.cat([attribute(LogitsOnly(model), x[b:b + 100], y[b:b + 100], method='saliency') for b in range(0, len(x), 100)])
                 t['attention_inside'] = float(energy_inside(att, small))
                 t['seconds'] = seconds.get(f'{w}/{m}/{s}')
                 rows.append(t)
-            res[f'{w}/{m}'] = rows
+            res[f'{w}/{folder}'] = rows
     (root / 'results.json').write_text(json.dumps(res, indent=1))
     (root / 'results.md').write_text(table(res, worlds, methods))
     print(table(res, worlds, methods))
@@ -94,10 +100,9 @@ def table(res, worlds, methods):
         lines += [f'\n**{w}% world** (test accuracy %, mean ± std over seeds; attention inside: share of input-gradient attention inside the true masks)\n',
                   '| method | seeds | worst group (selected) | mean group (selected) | worst group (last epoch) | worst group (best val worst group) | attention inside |',
                   '|---|---|---|---|---|---|---|']
-        for m in methods:
-            r = res.get(f'{w}/{m}')
-            if not r: continue
-            lines.append(f"| {METHODS[m]} | {len(r)} | {_ms([t['test_worst_group'] for t in r])} | {_ms([t['test_mean_group'] for t in r])} | "
+        for key in sorted(k for k in res if k.startswith(f'{w}/')):
+            r, m = res[key], key.split('/', 1)[1]
+            lines.append(f"| {METHODS.get(m, m)} | {len(r)} | {_ms([t['test_worst_group'] for t in r])} | {_ms([t['test_mean_group'] for t in r])} | "
                          f"{_ms([t['last:test_worst_group'] for t in r])} | {_ms([t['val_worst_group:test_worst_group'] for t in r])} | "
                          f"{_ms([t['attention_inside'] for t in r])} |")
     return '\n'.join(lines) + '\n'

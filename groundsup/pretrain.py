@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .core import seed_everything, atomic_write
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .world import sample_scenes, render_scenes, SHAPES, EXTRA_SHAPES, PLACES, _seed, _check_int
-from .models import SmallResNet, SHIPPED_WEIGHTS, shipped_weights_path, build_model
+from .models import SmallResNet, SHIPPED_WEIGHTS, shipped_weights_path
 
 # %% auto #0
 __all__ = ['PRETRAIN_STREAM', 'pretraining_scenes', 'render_pretraining_set', 'pretrain_backbone', 'weights_sha256',

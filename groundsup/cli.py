@@ -154,15 +154,19 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
          quiet: bool = False, # no progress bars
         ) -> Path: # the report's path
     "The GALS story on the shipped world: make it, ground it with the tiny CLIP, train vanilla and GALS classifiers, compare."
+    names = ('vanilla', 'gals', 'gals_cf') + (('gals_masks',) * upper_bound)
     t0 = time.time(); progress = not quiet; out = Path(out); out.mkdir(parents=True, exist_ok=True)
     dev = default_device(device)
     ov = [f'data.root={out / "world-95"}', f'data.grounding={out / "grounding"}', f'seeds=[{seed}]', f'data.world.seed={seed}',
           f'data.world.n_train={n_train}', f'data.world.n_val={n_val}', f'data.world.n_test={n_test}', f'train.device={dev}']
     if epochs is not None: ov.append(f'train.epochs={epochs}')
-    cfgs = {k: load_config(f'world_{k}', ov + [f'out={out / "runs" / k}', f'name={k}']) for k in ('vanilla', 'gals') + (('gals_masks',) * upper_bound)}
+    # each grounding recipe has its own cache: GALS's (the last stage) and the counterfactual form's (layer3)
+    cfgs = {k: load_config(f'world_{k}', ov + [f'out={out / "runs" / k}', f'name={k}']
+                           + ([f'data.grounding={out / "grounding-layer3"}'] if k == 'gals_cf' else [])) for k in names}
     if n_test < 4: raise ValueError(f"n_test={n_test}: the demo evaluates on the balanced test split; ask for at least 4 test images")
     # 1. the world and stage 1 (both cached in `out`, so a second run reuses them)
     cache = run_grounding(cfgs['gals'], device=dev, progress=progress)
+    cache3 = run_grounding(cfgs['gals_cf'], device=dev, progress=progress)
     t_ground = time.time() - t0
     root = Path(cfgs['gals'].data.root)
     test = build_datasets(cfgs['gals'], splits=('test',))['test']          # 64 px classifier inputs
@@ -171,7 +175,9 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
     masks = torch.stack([raw[i]['mask'] for i in range(len(raw))]).bool()
     masks = masks if masks.ndim == 4 else masks[:, None]
     g = cache.by_ids(raw.img_ids)
-    grounding = dict(pointing_game=pointing_game(g, masks), energy_inside=energy_inside(g, masks), mask_area=masks.float().mean().item())
+    g3 = cache3.by_ids(raw.img_ids)
+    grounding = dict(pointing_game=pointing_game(g, masks), energy_inside=energy_inside(g, masks), mask_area=masks.float().mean().item(),
+                     layer3_pointing_game=pointing_game(g3, masks), layer3_energy_inside=energy_inside(g3, masks))
     # 2. stage 2: a vanilla and a GALS classifier, same data, seed and schedule
     results, models, t_train = {}, {}, {}
     for k, cfg in cfgs.items():
@@ -206,13 +212,17 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
              f'## Stage 1: grounding "{OBJECT_PROMPT}" with the shipped tiny CLIP', '',
              f'On the {len(raw)} balanced test images, against the foreground masks: pointing game {grounding["pointing_game"]:.3f}, '
              f'energy inside the mask {grounding["energy_inside"]:.3f} (the mask covers {grounding["mask_area"]:.3f} of the image, '
-             f'{grounding["energy_inside"] / grounding["mask_area"]:.1f}x).', '',
+             f'{grounding["energy_inside"] / grounding["mask_area"]:.1f}x). At the tiny CLIP\'s layer3 (the counterfactual form\'s grounding): '
+             f'pointing game {grounding["layer3_pointing_game"]:.3f}, energy inside {grounding["layer3_energy_inside"]:.3f}.', '',
              '## Stage 2: vanilla vs GALS (test accuracy %, balanced groups)', ''] + rows + ['',
+             '`gals`: GALS\'s input-gradient term at its published weight; `gals_cf`: the counterfactual form (the outside of the '
+             'grounding swapped with another image\'s, the decision must not move); `gals_masks`: GALS on the true masks.', '',
              '"attention inside the object": share of the input-gradient attention (true class) inside the foreground mask, '
              'mean over the test images.', '',
              f'![attention]({fig.name})', '',
-             f"Configs: `world_vanilla`, `world_gals` ({cfgs['vanilla'].train.epochs} epochs, model {cfgs['vanilla'].model.name} at "
-             f"{cfgs['vanilla'].data.size} px, GALS weight {cfgs['gals'].loss.gradient_outside.weight:g}); runs in `{out / 'runs'}`.", '',
+             f"Configs: " + ', '.join(f'`world_{k}`' for k in cfgs) + f" ({cfgs['vanilla'].train.epochs} epochs, model {cfgs['vanilla'].model.name} at "
+             f"{cfgs['vanilla'].data.size} px, GALS weight {cfgs['gals'].loss.gradient_outside.weight:g}, counterfactual weight "
+             f"{cfgs['gals_cf'].loss.counterfactual.weight:g}); runs in `{out / 'runs'}`.", '',
              f"Wall time: {wall:.0f} s (world + grounding {t_ground:.0f} s, " + ', '.join(f"{k} {t:.0f} s" for k, t in t_train.items()) + ") "
              f"on {dev}, {torch.get_num_threads()} threads."]
     report = out / 'report.md'

@@ -75,7 +75,8 @@ class TermCfg:
     invert: bool = False
     mode: str = 'suppress_outside'
     layer: Any = None                   # GradCAM layer, or a list of layers (e.g. [layer3, layer4])
-    gradient_of: str = 'loss'           # input-gradient terms: 'loss' (GALS), 'log_prob_sum' (Ross et al.) or 'logit'
+    gradient_of: str = 'loss'           # input-gradient terms: 'loss' (GALS), 'log_prob_sum' (Ross et al.), 'logit' or 'margin'
+    threshold: Optional[float] = None   # None: soft targets (GALS); else the target is binarized at this value
 
 @dataclass
 class LossCfg:
@@ -83,6 +84,7 @@ class LossCfg:
     gradcam: Optional[TermCfg] = None
     abn_supervision: Optional[TermCfg] = None
     abn_classification: Optional[float] = None
+    counterfactual: Optional[TermCfg] = None
 
 @dataclass
 class TrainCfg:
@@ -153,7 +155,7 @@ _KINDS = ('waterbirds', 'world', 'food101_redmeat', 'csv')
 
 def _terms(cfg) -> dict:
     out = {}
-    for k in ('gradient_outside', 'gradcam', 'abn_supervision'):
+    for k in ('gradient_outside', 'gradcam', 'abn_supervision', 'counterfactual'):
         v = cfg.loss[k]
         if v is not None:
             try: out[k] = Term(**OmegaConf.to_container(v))
@@ -194,7 +196,7 @@ def check_config(cfg: DictConfig):
     for k in ('size', 'num_workers'):
         if cfg.data[k] < (1 if k == 'size' else 0): raise ValueError(f"data.{k}={cfg.data[k]}: expected {'a positive int' if k == 'size' else 'an int >= 0'}")
     if cfg.grounding.batch_size < 1: raise ValueError(f"grounding.batch_size={cfg.grounding.batch_size}: expected a positive int")
-    for k in ('gradient_outside', 'gradcam', 'abn_supervision', 'abn_classification'):
+    for k in ('gradient_outside', 'gradcam', 'abn_supervision', 'abn_classification', 'counterfactual'):
         v = cfg.loss[k]
         w = v if k == 'abn_classification' else (v.weight if v is not None else None)
         if w is not None and not (math.isfinite(w) and w >= 0):

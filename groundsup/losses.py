@@ -13,8 +13,8 @@ from .attribution import attribute
 
 # %% auto #0
 __all__ = ['log', 'SOURCES', 'CRITERIA', 'GRADIENT_OF', 'ATTENTION_MODES', 'warn_once', 'boxes_to_masks', 'supervision_maps',
-           'classification_loss', 'input_gradients', 'gradient_outside_loss', 'gradient_score', 'attention_map_loss',
-           'abn_losses', 'Term', 'AttentionLoss']
+           'classification_loss', 'input_gradients', 'gradient_outside_loss', 'margins', 'gradient_score',
+           'attention_map_loss', 'abn_losses', 'Term', 'AttentionLoss']
 
 # %% ../nbs/06_losses.ipynb #fc2b46a5
 log = logging.getLogger('groundsup')
@@ -121,10 +121,17 @@ def gradient_outside_loss(grads: torch.Tensor, # `B x C x H x W` input gradients
 def _score_loss(logits, labels, loss): return loss
 def _score_log_prob_sum(logits, labels, loss): return logits.float().log_softmax(1).sum(1).mean()
 def _score_logit(logits, labels, loss): return logits.float().gather(1, labels[:, None]).mean()
+def margins(logits: torch.Tensor, # `B x C` logits
+            labels: torch.Tensor, # `B` class indices
+           ) -> torch.Tensor: # `B` margins
+    "The true class's logit minus a smooth max (log-sum-exp) of the others': `z_y - log sum_{k != y} exp z_k`."
+    z = logits.float()
+    return z.gather(1, labels[:, None])[:, 0] - z.scatter(1, labels[:, None], float('-inf')).logsumexp(1)
+def _score_margin(logits, labels, loss): return margins(logits, labels).mean()
 
-GRADIENT_OF = {'loss': _score_loss, 'log_prob_sum': _score_log_prob_sum, 'logit': _score_logit}
+GRADIENT_OF = {'loss': _score_loss, 'log_prob_sum': _score_log_prob_sum, 'logit': _score_logit, 'margin': _score_margin}
 
-def gradient_score(gradient_of: str, # a key of `GRADIENT_OF`: 'loss' (GALS), 'log_prob_sum' (Ross et al.) or 'logit'
+def gradient_score(gradient_of: str, # a key of `GRADIENT_OF`: 'loss' (GALS), 'log_prob_sum' (Ross et al.), 'logit' or 'margin'
                    logits: torch.Tensor, # `B x C` logits
                    labels: torch.Tensor, # `B` class indices
                    loss: torch.Tensor, # the batch's classification loss
@@ -180,11 +187,14 @@ class Term:
     invert: bool = False                # supervise towards 1 - target
     mode: str = 'suppress_outside'      # for attention maps (GradCAM, ABN): 'match' or 'suppress_outside'
     layer: str | list | None = None     # for GradCAM: the classifier layer, or a list of layers (mean of their terms); None: the attribution default
-    gradient_of: str = 'loss'           # for input gradients: 'loss' (GALS), 'log_prob_sum' (Ross et al. 2017) or 'logit' (see `GRADIENT_OF`)
+    gradient_of: str = 'loss'           # for input gradients: 'loss' (GALS), 'log_prob_sum' (Ross et al. 2017), 'logit' or 'margin' (see `GRADIENT_OF`)
+    threshold: float | None = None      # None: soft targets (GALS); a number in (0, 1]: the target is 1 where it is >= threshold, else 0
 
     def __post_init__(self):
         if self.source not in SOURCES: raise ValueError(f"source={self.source!r}: expected one of {SOURCES}")
         if self.gradient_of not in GRADIENT_OF: raise ValueError(f"gradient_of={self.gradient_of!r}: expected one of {tuple(GRADIENT_OF)}")
+        if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not 0 < self.threshold <= 1):
+            raise ValueError(f"threshold={self.threshold!r}: expected None or a number in (0, 1]")
         if isinstance(self.layer, (list, tuple)):
             if not self.layer or not all(isinstance(l, str) and l for l in self.layer):
                 raise ValueError(f"layer={self.layer!r}: expected a layer name or a non-empty list of layer names")
@@ -217,11 +227,13 @@ class AttentionLoss:
                  gradcam: Term | dict | None = None, # the classifier's GradCAM for the true class against the target
                  abn_supervision: Term | dict | None = None, # ABN's attention map against the target
                  abn_classification: float | None = None, # weight of ABN's branch classification loss (ABN models)
+                 counterfactual: Term | dict | None = None, # the change of the true-class margin when the area outside the target is another image's
                 ):
         self.gradient_outside = _term(gradient_outside, 'gradient_outside')
         self.gradcam = _term(gradcam, 'gradcam')
         self.abn_supervision = _term(abn_supervision, 'abn_supervision')
         self.abn_classification = abn_classification
+        self.counterfactual = _term(counterfactual, 'counterfactual')
 
     def _targets(self, term, batch, size, name):
         key = {'grounding': 'map', 'mask': 'mask', 'bbox': 'boxes', 'zeros': None}[term.source]
@@ -231,6 +243,7 @@ class AttentionLoss:
               'zeros': {'batch_size': len(batch['image'])}}[term.source]
         t, v = supervision_maps(term.source, size, combine=term.combine, invert=term.invert, device=batch['image'].device, **kw)
         if not v.any(): warn_once(name, f"{name}: a batch had no image with a valid {term.source} target; no {name} loss for such batches")
+        if term.threshold is not None: t = (t >= term.threshold).to(t.dtype)
         return t, v
 
     def __call__(self, model, batch: dict, world_size: int = 1):
@@ -260,6 +273,18 @@ class AttentionLoss:
                 l = sum(attention_map_loss(attribute(net, x[v].detach(), batch['label'][v], method='gradcam', layer=ly, create_graph=True),
                                            t[v], None, term.mode, term.criterion) for ly in layers) / len(layers)
                 total = total + term.weight * l; parts['gradcam'] = l.detach()
+        if self.counterfactual is not None:
+            term = self.counterfactual
+            t, v = self._targets(term, batch, size, 'counterfactual')
+            i = v.nonzero()[:, 0]
+            if len(i) > 1:
+                j = i.roll(1)   # each image is given the surroundings of the next valid image of the batch
+                keep = t[i].to(x.dtype)
+                mixed = keep * x[i].detach() + (1 - keep) * x[j].detach()
+                zm = _output(model(mixed), 'logits')
+                # the original's margin is the target (detached): the term cannot be met by a constant classifier
+                l = _crit(term.criterion)(margins(zm, batch['label'][i]), margins(logits[i], batch['label'][i]).detach())
+                total = total + term.weight * l; parts['counterfactual'] = l.detach()
         if self.abn_supervision is not None or self.abn_classification is not None:
             att, branch = _output(out, 'attention'), _output(out, 'branch_logits')
             if att is None or branch is None:

@@ -61,12 +61,12 @@ def test_tiny_demo_writes_report_and_reuses_caches(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     report = tmp_path / 'd' / 'report.md'
-    assert f'Report: {report}' in out and '| vanilla |' in out and '| gals |' in out
+    assert f'Report: {report}' in out and '| vanilla |' in out and '| gals |' in out and '| gals_cf |' in out
     text = report.read_text()
     assert 'pointing game' in text and '![attention](attention.png)' in text and (tmp_path / 'd' / 'attention.png').stat().st_size > 1000
     m = json.loads((tmp_path / 'd' / 'metrics.json').read_text())
     assert 0 <= m['grounding']['pointing_game'] <= 1 and 0 < m['grounding']['mask_area'] < 1
-    assert set(m['test']) == {'vanilla', 'gals'} and all(0 <= v <= 1 for v in m['attention_inside'].values())
+    assert set(m['test']) == {'vanilla', 'gals', 'gals_cf'} and all(0 <= v <= 1 for v in m['attention_inside'].values())
     maps = tmp_path / 'd' / 'grounding' / 'maps-00000.safetensors'
     mtime = maps.stat().st_mtime_ns
     assert main(args) == 0

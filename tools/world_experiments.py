@@ -12,12 +12,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 METHODS = {'vanilla': 'vanilla', 'upweight': 'group up-weighting', 'abn': 'ABN',
-           'gals': 'GALS (tiny-CLIP grounding)', 'gals_masks': 'GALS with true masks', 'gals_lps': 'GALS, log-prob gradients (Ross et al.)'}
+           'gals': 'GALS (tiny-CLIP grounding)', 'gals_masks': 'GALS with true masks', 'gals_lps': 'GALS, log-prob gradients (Ross et al.)',
+           'gals_cf': 'GALS, counterfactual form (tiny-CLIP grounding, layer3)'}
 WORLDS = {'95': 0.95, '100': 1.0}
 
-def overrides(root, world, seed, out):
-    return [f'data.root={root}/world-{world}', f'data.world.bias={WORLDS[world]}', f'data.grounding={root}/grounding-{world}',
-            f'seeds=[{seed}]', f'out={out}']
+def overrides(root, world, seed, out, grounding=None):
+    return [f'data.root={root}/world-{world}', f'data.world.bias={WORLDS[world]}'] + \
+           ([f'data.grounding={grounding}'] if grounding else []) + [f'seeds=[{seed}]', f'out={out}']
+
+def grounding_folder(root, world, method, suffix=''):
+    "The grounding cache of a method's runs in one world: named after its config's `data.grounding` (None: no grounding term)."
+    from groundsup.experiment import load_config, _terms
+    cfg = load_config(f'world_{method}')
+    if not any(t.source == 'grounding' for t in _terms(cfg).values()): return None
+    return root / f'{Path(cfg.data.grounding).name}-{world}{suffix}'
 
 def run(cmd, log):
     t0 = time.time()
@@ -30,21 +38,27 @@ def main():
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2]); p.add_argument('--methods', nargs='+', default=list(METHODS))
     p.add_argument('--worlds', nargs='+', default=list(WORLDS)); p.add_argument('--extra', nargs='*', default=[], help='more overrides for every run')
     p.add_argument('--tag', default='', help='suffix of the method folders (runs with --extra overrides, e.g. a search point)')
+    p.add_argument('--cache', default='', help='suffix of the grounding cache folders, for runs whose `grounding.*` extras differ from the shipped config')
     p.add_argument('--report', action='store_true', help='only (re)write results.json / results.md from the runs on disk')
     a = p.parse_args()
     root = Path(a.root).resolve(); root.mkdir(parents=True, exist_ok=True)
     if a.report: return report(root, a.worlds, a.methods, a.seeds, {})
     gs = [sys.executable, '-c', 'import sys; from groundsup.cli import main; sys.exit(main())']
-    for w in a.worlds:   # stage 1 once per world (the world and its grounding), before the parallel runs
-        rc, _ = run(gs + ['ground', '--config', 'world_gals', '--quiet', '--device', 'cpu'] + overrides(root, w, 0, root / 'tmp')[:3], root / f'ground-{w}.log')
-        if rc: sys.exit(f"grounding world {w} failed: see {root}/ground-{w}.log")
+    grounding = [e for e in a.extra if e.startswith('grounding.')]
+    if grounding and not a.cache: sys.exit("grounding.* overrides make another grounding: give its cache folders a --cache suffix")
+    caches = {(w, m): grounding_folder(root, w, m, a.cache) for w in a.worlds for m in a.methods}
+    for (w, m), g in caches.items():   # stage 1 once per world and grounding (the world and its maps), before the parallel runs
+        if g is None or any(caches[k] == g for k in list(caches)[:list(caches).index((w, m))]): continue
+        rc, _ = run(gs + ['ground', '--config', f'world_{m}', '--quiet', '--device', 'cpu'] + overrides(root, w, 0, root / 'tmp', g)[:3] + grounding,
+                    root / f'ground-{g.name}.log')
+        if rc: sys.exit(f"grounding world {w} for {m} failed: see {root}/ground-{g.name}.log")
     jobs = [(w, m, s) for s in a.seeds for w in a.worlds for m in a.methods]
     def one(job):
         w, m, s = job
         out = root / w / (m + a.tag) / f'seed{s}-run'
         if (out / 'summary.json').exists(): return job, 0, 0.0
         out.mkdir(parents=True, exist_ok=True)
-        rc, dt = run(gs + ['train', '--config', f'world_{m}', '--quiet', '--device', 'cpu'] + overrides(root, w, s, out) + a.extra, out / 'train.log')
+        rc, dt = run(gs + ['train', '--config', f'world_{m}', '--quiet', '--device', 'cpu'] + overrides(root, w, s, out, caches[w, m]) + a.extra, out / 'train.log')
         print(f"{w}% {m} seed {s}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {dt:.0f} s", flush=True)
         return job, rc, dt
     with ThreadPoolExecutor(a.jobs) as ex: done = list(ex.map(one, jobs))

@@ -90,3 +90,29 @@ def test_run_experiment_reports_three_checkpoints(tmp_path):
     assert t['last:epoch'] == 2
     table = summary_table([s], keys=('test_worst_group', 'last:test_worst_group'))
     assert 'last:worst group' in table or 'last' in table
+
+def test_counterfactual_term_swaps_the_outside_and_trains_the_model():
+    net, b = _net(), _batch()
+    loss, parts = AttentionLoss(counterfactual=dict(source='mask', weight=1.))(net, b)
+    assert parts['counterfactual'] > 0
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    # a classifier that ignores the outside of the target is not charged: zero the outside of every image first
+    inside_only = lambda x: net(x * b['mask'])
+    assert AttentionLoss(counterfactual=dict(source='mask'))(inside_only, b)[1]['counterfactual'] < 1e-6
+
+def test_threshold_binarizes_targets_of_any_term():
+    lf = AttentionLoss(counterfactual=dict(source='grounding', threshold=0.5))
+    maps = torch.zeros(4, 1, 8, 8); maps[..., 2:6, 2:6] = 0.6; maps[..., 0, 0] = 1.0; maps[..., 7, 7] = 0.2
+    t, v = lf._targets(lf.counterfactual, {'image': torch.zeros(4, 3, 8, 8), 'map': maps}, (8, 8), 'counterfactual')
+    assert set(t.unique().tolist()) == {0., 1.} and t[0, 0, 7, 7] == 0 and t[0, 0, 3, 3] == 1 and v.all()
+    with pytest.raises(ValueError, match='threshold=0'): Term(threshold=0)
+    with pytest.raises(ValueError, match='threshold=True'): Term(threshold=True)
+
+def test_world_gals_cf_config():
+    cfg = load_config('world_gals_cf')
+    assert cfg.loss.gradient_outside is None and cfg.loss.counterfactual.threshold == 0.3 and cfg.grounding.layer == 'layer3'
+    assert cfg.data.grounding != load_config('world_gals').data.grounding      # another grounding recipe, another cache
+    with pytest.raises(ValueError, match='counterfactual.weight'): load_config('world_gals_cf', ['loss.counterfactual.weight=-1'])
+    c = load_config('world_gals', ['loss.gradient_outside.gradient_of=margin'])
+    assert c.loss.gradient_outside.gradient_of == 'margin'

@@ -79,9 +79,9 @@ def report(root, worlds, methods, seeds, seconds):
         raw = WaterbirdsDataset(root / f'world-{w}', 'test', masks=True)
         masks = torch.stack([raw[i]['mask'] for i in range(len(raw))]).float()
         masks = masks if masks.ndim == 4 else masks[:, None]
-        # every method folder on disk: the shipped configs, and search points such as gals_w1e3 (tag after the config name)
         for folder in sorted(p.name for p in (root / w).iterdir() if p.is_dir()):
-            m = next((k for k in sorted(METHODS, key=len, reverse=True) if folder == k or folder.startswith(k + '_w')), None)
+            # the shipped configs, and search points such as gals_w1e3 or vanilla_lr0.003 (a tag after the config name)
+            m = next((k for k in sorted(METHODS, key=len, reverse=True) if folder == k or folder.startswith(k + '_')), None)
             if m is None or m not in methods: continue
             cfg = load_config(f'world_{m}', overrides(root, w, 0, root / 'tmp'))
             test = build_datasets(cfg, splits=('test',))['test']

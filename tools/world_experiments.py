@@ -5,7 +5,9 @@
 Each (world, method, seed) is one `groundsup train --config world_<method>` with the shipped config (same budget, learning
 rate and selection rule for every method) in its own folder, so the script can be killed and rerun: finished runs are
 reused (the trainer resumes unfinished ones). At the end it reads every run, measures where each selected classifier's
-input-gradient attention falls (share inside the true masks, test split), and writes `results.json` and `results.md`.
+input-gradient attention falls (share inside the true masks, test split) and how often its decision changes when only
+the place behind each test shape is swapped (the scene re-rendered with the other background: the shortcut measured
+directly), and writes `results.json` and `results.md`.
 """
 import argparse, json, os, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +81,7 @@ def report(root, worlds, methods, seeds, seconds):
         raw = WaterbirdsDataset(root / f'world-{w}', 'test', masks=True)
         masks = torch.stack([raw[i]['mask'] for i in range(len(raw))]).float()
         masks = masks if masks.ndim == 4 else masks[:, None]
+        same, swapped = place_swapped(root / f'world-{w}', load_config('world_vanilla').data.size)
         for folder in sorted(p.name for p in (root / w).iterdir() if p.is_dir()):
             # the shipped configs, and search points such as gals_w1e3 or vanilla_lr0.003 (a tag after the config name)
             m = next((k for k in sorted(METHODS, key=len, reverse=True) if folder == k or folder.startswith(k + '_')), None)
@@ -96,6 +99,10 @@ def report(root, worlds, methods, seeds, seconds):
                 load_checkpoint(out / f'seed{s}' / 'best', model); model.eval()
                 att = torch.cat([attribute(LogitsOnly(model), x[b:b + 100], y[b:b + 100], method='saliency') for b in range(0, len(x), 100)])
                 t['attention_inside'] = float(energy_inside(att, small))
+                with torch.no_grad(): p_same, p_swapped = LogitsOnly(model)(same).argmax(1), LogitsOnly(model)(swapped).argmax(1)
+                acc = float((p_same == y).float().mean())
+                if abs(acc - t['test_average']) > 1e-6: sys.exit(f"{out}: the re-rendered test images give accuracy {acc}, the run recorded {t['test_average']}")
+                t['place_flips'] = float((p_same != p_swapped).float().mean())
                 t['seconds'] = seconds.get(f'{w}/{m}/{s}')
                 rows.append(t)
             res[f'{w}/{folder}'] = rows
@@ -103,22 +110,42 @@ def report(root, worlds, methods, seeds, seconds):
     (root / 'results.md').write_text(table(res, worlds, methods))
     print(table(res, worlds, methods))
 
+def place_swapped(world_root, size):
+    "The world's test scenes rendered twice, as stored (JPEG, then the classifier's resize) and with the other place behind the same shape."
+    import io, numpy as np, torch
+    from PIL import Image
+    from groundsup.world import world_scenes, render_scenes
+    from groundsup.data import gals_transform
+    cfg = json.loads((Path(world_root) / 'world.json').read_text())['config']
+    scenes, splits = world_scenes(cfg)
+    idx = torch.tensor([i for i, sp in enumerate(splits) if sp == 2])
+    s = {k: v[idx] for k, v in scenes.items()}
+    tf = gals_transform(size)
+    def stored(imgs):
+        out = []
+        for im in imgs:
+            b = io.BytesIO(); Image.fromarray((im * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()).save(b, 'JPEG', quality=95)
+            out.append(tf(Image.open(b).convert('RGB')))
+        return torch.stack(out)
+    return stored(render_scenes(s, cfg['size'])[0]), stored(render_scenes({**s, 'place': 1 - s['place']}, cfg['size'])[0])
+
 def _ms(v):
     import statistics
     v = [x for x in v if x is not None]
+    if not v: return '—'
     return f"{100 * statistics.mean(v):.1f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0):.1f}"
 
 def table(res, worlds, methods):
     lines = []
     for w in worlds:
         lines += [f'\n**{w}% world** (test accuracy %, mean ± std over seeds; attention inside: share of input-gradient attention inside the true masks)\n',
-                  '| method | seeds | worst group (selected) | mean group (selected) | worst group (last epoch) | worst group (best val worst group) | attention inside |',
-                  '|---|---|---|---|---|---|---|']
+                  '| method | seeds | worst group (selected) | mean group (selected) | worst group (last epoch) | worst group (best val worst group) | attention inside | decisions flipped by swapping the place |',
+                  '|---|---|---|---|---|---|---|---|']
         for key in sorted(k for k in res if k.startswith(f'{w}/')):
             r, m = res[key], key.split('/', 1)[1]
             lines.append(f"| {METHODS.get(m, m)} | {len(r)} | {_ms([t['test_worst_group'] for t in r])} | {_ms([t['test_mean_group'] for t in r])} | "
                          f"{_ms([t['last:test_worst_group'] for t in r])} | {_ms([t['val_worst_group:test_worst_group'] for t in r])} | "
-                         f"{_ms([t['attention_inside'] for t in r])} |")
+                         f"{_ms([t['attention_inside'] for t in r])} | {_ms([t.get('place_flips') for t in r])} |")
     return '\n'.join(lines) + '\n'
 
 if __name__ == '__main__': main()

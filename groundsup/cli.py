@@ -300,7 +300,7 @@ def audit_command(config: str, # YAML file or shipped config name (gives the dat
     out = Path(out or f"{str(checkpoint).rstrip('/')}-audit-{split}"); out.mkdir(parents=True, exist_ok=True)
     r = concept_audit(model.to(dev), ds, bundle, concepts, attribution=attribution, context=context, group_names=groups, class_names=classes,
                       out=out / 'cache', progress=not quiet)
-    fig = r.figure(title=f"{Path(checkpoint).parent.parent.name or checkpoint}: attention share ({attribution}) in each concept's region")
+    fig = r.figure(title=f"{cfg.name} ({split}): share of {attribution} attention in each concept's region")
     fig.savefig(out / 'audit.png', dpi=100); import matplotlib.pyplot as plt; plt.close(fig)
     flagged = r.flagged()
     ctx = {'complement': "the rest of the image (1 - the object's grounding), weighted by CLIP's zero-shot probability of that context",

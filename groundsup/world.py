@@ -408,4 +408,5 @@ def evaluate_world_clip(clip, # from `load_world_clip`
                 object_energy_ratio=energy_inside(m_obj, masks) / area,
                 object_zero_maps=int((m_obj.flatten(1).amax(1) == 0).sum()),
                 place_pointing_game=pointing_game(m_bg, masks), place_energy_inside=energy_inside(m_bg, masks),
+                complement_pointing_game=pointing_game(1 - m_obj, masks), complement_energy_inside=energy_inside(1 - m_obj, masks),
                 maps=(m_obj, m_bg), scenes=s, masks=masks)

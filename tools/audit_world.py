@@ -10,6 +10,19 @@ of the machine into one JSON file.
 import argparse, json, os, time
 from pathlib import Path
 
+def _config_for_audit(run: Path, work: Path):
+    "(config file, whether its loss section was dropped): the audit uses only the data and model sections, so a run made with loss terms this groundsup does not know is audited with its config minus `loss`."
+    import yaml
+    from groundsup.experiment import load_config
+    f = run / 'config.yaml'
+    try: load_config(str(f)); return str(f), False
+    except ValueError:
+        d = yaml.safe_load(f.read_text()); d.pop('loss', None)
+        g = work / f'{run.parent.name}.config.yaml'; g.parent.mkdir(parents=True, exist_ok=True)
+        g.write_text(yaml.safe_dump(d))
+        load_config(str(g))
+        return str(g), True
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--root', default='/work/scratch/grid', help='root of tools/world_experiments.py')
@@ -27,11 +40,13 @@ def main():
         run = d / f'seed{a.seed}-run'; ck = run / f'seed{a.seed}' / 'best'
         if not (ck / 'state.json').is_file() or not (run / 'config.yaml').is_file(): continue
         load0, t0 = os.getloadavg()[0], time.time()
-        rep = audit_command(str(run / 'config.yaml'), str(ck), out=str(Path(a.work) / d.name), device='cpu', quiet=True, clip=a.clip)
+        cfg, loss_ignored = _config_for_audit(run, Path(a.work))
+        rep = audit_command(cfg, str(ck), out=str(Path(a.work) / d.name), device='cpu', quiet=True, clip=a.clip)
         s = json.loads((rep.parent / 'audit.json').read_text())
         s['command_s'], s['load'] = round(time.time() - t0, 1), [round(load0, 2), round(os.getloadavg()[0], 2)]
         summ = run / 'summary.json'
         s['test'] = ({k: v for k, v in json.loads(summ.read_text())['trials'][0].items() if k.startswith('test_')} if summ.is_file() else None)
+        s['loss_section_ignored'] = loss_ignored
         res[d.name] = s
         print(f"{d.name}: {s['command_s']} s, load {s['load']}")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from .experiment import (load_config, run_grounding, run_experiment, build_datas
 
 # %% auto #0
 __all__ = ['COMMANDS', 'ANTICIPATED', 'ground_command', 'train_command', 'eval_command', 'bench_command', 'pretrain_command',
-           'demo', 'main']
+           'demo', 'audit_command', 'main']
 
 # %% ../nbs/11_cli.ipynb #7c558b5a
 def _cfg(config, overrides, device=None):
@@ -233,9 +233,95 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
     print('\n'.join(rows)); print(f'Report: {report}')
     return report
 
+# %% ../nbs/11_cli.ipynb #21bc34da
+from .audit import audit as concept_audit, check_concepts, CONTEXT_REGIONS
+from .grounding import load_clip
+from .world import WORLD_CLIPS, FAMILIES, PLACE_PROMPTS, load_world_clip
+from .experiment import input_meta
+
+# %% ../nbs/11_cli.ipynb #223d8f1d
+def _audit_names(cfg, ds):
+    "Group and class names of the audited split: the world's families and places, Waterbirds' birds and places, else numbers."
+    if cfg.data.kind == 'world': classes = list(FAMILIES)
+    elif cfg.data.kind == 'waterbirds': classes = ['landbird', 'waterbird']
+    else: return None, getattr(ds, 'classes', None)
+    return [f"{c} on {p}" for c in classes for p in PLACES], classes
+
+def _audit_model(cfg, checkpoint):
+    "The config's classifier with the checkpoint's weights; a checkpoint of another model or other inputs is refused."
+    if not Path(checkpoint).is_dir(): raise FileNotFoundError(f"checkpoint={checkpoint!r}: no such checkpoint folder")
+    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
+    hint = f"the config's model is model.name={cfg.model.name} with model.num_classes={cfg.model.num_classes}; audit a checkpoint with the config it was trained with"
+    try: state = load_checkpoint(checkpoint, model)
+    except (RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()
+        raise ValueError(f"checkpoint={checkpoint!r} does not match the config: {first[0] if first else type(e).__name__}; {hint}") from None
+    saved = (state.get('meta') or {}).get('model')
+    if saved and dict(saved) != input_meta(cfg)['model']:
+        raise ValueError(f"checkpoint={checkpoint!r} does not match the config: it was trained as {saved}; {hint}")
+    check_input_meta(state, cfg, checkpoint)                      # trained at another data.size: refused
+    return model
+
+def _audit_clip(cfg, name, device):
+    g = cfg.grounding
+    if name is None:   # the config's grounding model; on a world whose config grounds nothing with a world CLIP: the world's ResNet CLIP
+        name = g.model if g.model in WORLD_CLIPS or cfg.data.kind != 'world' else WORLD_CLIPS[0]
+    if name in WORLD_CLIPS: return load_world_clip(g.pretrained if name == g.model else None, device=device, name=name)
+    if name != g.model: raise ValueError(f"clip={name!r}: expected one of the world's CLIPs {WORLD_CLIPS} or the config's grounding.model={g.model!r}")
+    return load_clip(name, pretrained=g.pretrained, device=device)
+
+def audit_command(config: str, # YAML file or shipped config name (gives the data and the model architecture)
+          checkpoint: str, # checkpoint folder written by training, e.g. runs/world_gals/seed0/best
+          concepts: list[str] | None = None, # concept prompts, the object first (default on a world: the shape, then land and water)
+          overrides: list[str] = (), # dotted overrides
+          split: str = 'test', # 'train', 'val' or 'test'
+          attribution: str = 'saliency', # the classifier's attention: a method of `groundsup.attribution.METHODS`
+          context: str = 'complement', # regions of the context concepts: a key of `groundsup.audit.CONTEXT_REGIONS`
+          clip: str | None = None, # grounding CLIP: one of the world's CLIPs (default: the config's grounding.model; on a world, a world CLIP)
+          out: str | None = None, # report folder (default: `<checkpoint>-audit-<split>`)
+          device: str | None = None, # 'cpu', 'cuda', ...; default: the best available
+          quiet: bool = False, # no progress bars
+         ) -> Path: # the report (`audit.md`)
+    "`groundsup audit`: share of a checkpoint's attention in each concept's grounded region, per group and class, with a report."
+    t0 = time.time()
+    if split not in ('train', 'val', 'test'): raise ValueError(f"split={split!r}: expected 'train', 'val' or 'test'")
+    cfg = _cfg(config, overrides, device)
+    if concepts is None:
+        if cfg.data.kind != 'world': raise ValueError(f"--concepts: name the concepts to audit (the object first), e.g. --concepts 'a photo of a bird' 'a photo of water'")
+        concepts = [OBJECT_PROMPT] + PLACE_PROMPTS
+    concepts = check_concepts(list(concepts))
+    if context not in CONTEXT_REGIONS: raise ValueError(f"context={context!r}: expected one of {sorted(CONTEXT_REGIONS)}")
+    model = _audit_model(cfg, checkpoint)
+    prepare_data(cfg, progress=False)
+    ds = build_datasets(cfg, splits=(split,))[split]
+    dev = default_device(cfg.train.device)
+    bundle = _audit_clip(cfg, clip, dev)
+    groups, classes = _audit_names(cfg, ds)
+    out = Path(out or f"{str(checkpoint).rstrip('/')}-audit-{split}"); out.mkdir(parents=True, exist_ok=True)
+    r = concept_audit(model.to(dev), ds, bundle, concepts, attribution=attribution, context=context, group_names=groups, class_names=classes,
+                      out=out / 'cache', progress=not quiet)
+    fig = r.figure(title=f"{cfg.name} ({split}): share of {attribution} attention in each concept's region")
+    fig.savefig(out / 'audit.png', dpi=100); import matplotlib.pyplot as plt; plt.close(fig)
+    flagged = r.flagged()
+    ctx = {'complement': "the rest of the image (1 - the object's grounding), weighted by CLIP's zero-shot probability of that context",
+           'grounding': "each concept's own grounding map"}.get(context, context)
+    lines = [f'# Concept audit of `{checkpoint}`', '',
+             f'Config `{config}`, {split} split ({len(ds)} images). Classifier attention: `{attribution}` of the true class. '
+             f'Concepts grounded with `{bundle.name}`; object region: the grounding of "{concepts[0]}"; context regions: {ctx}.', '',
+             r.table(), 'Shares are the mean fraction of each image\'s attention inside the concept\'s region; accuracy in %.', '',
+             ('**Flagged** (attention more in a context concept than in the object): ' + ', '.join(flagged) + '.') if flagged else
+             'No group has more of its attention in a context concept than in the object.', '',
+             '![audit](audit.png)', '',
+             f"{time.time() - t0:.1f} s wall ({'shares read back from the cache' if r.reused else f'audit {r.seconds:.1f} s'}) on {dev}."]
+    report = out / 'audit.md'
+    atomic_write(report, lambda f: Path(f).write_text('\n'.join(lines) + '\n'))
+    write_json(out / 'audit.json', r.summary() | dict(checkpoint=str(checkpoint), config=str(config), split=split, wall_s=time.time() - t0))
+    print(r.table()); print(f"flagged: {', '.join(flagged) or 'none'}"); print(f'Report: {report}')
+    return report
+
 # %% ../nbs/11_cli.ipynb #3a9d3c55
 COMMANDS = {'demo': demo, 'train': train_command, 'eval': eval_command, 'ground': ground_command, 'bench': bench_command,
-            'pretrain': pretrain_command}
+            'pretrain': pretrain_command, 'audit': audit_command}
 
 def _parser(cmd):
     fn = COMMANDS[cmd]
@@ -254,9 +340,16 @@ def _parser(cmd):
         p.add_argument('--threads', type=int, default=2, help='torch CPU threads (the shipped file was made with 2)')
     else:
         p.add_argument('--config', required=True, help=f"YAML file or shipped config ({', '.join(shipped_configs())})")
-        if cmd == 'eval':
+        if cmd in ('eval', 'audit'):
             p.add_argument('--checkpoint', required=True, help='checkpoint folder, e.g. runs/world_gals/seed0/best')
             p.add_argument('--split', default='test', choices=('train', 'val', 'test'))
+        if cmd == 'audit':
+            p.add_argument('--concepts', nargs='+', default=None, help="concept prompts, the object first (put them after the overrides), "
+                           "e.g. --concepts 'a photo of a shape' 'a photo of land' 'a photo of water' (default on a world)")
+            p.add_argument('--attribution', default='saliency', help='classifier attention: a method of groundsup.attribution.METHODS')
+            p.add_argument('--context', default='complement', choices=sorted(CONTEXT_REGIONS), help="context regions (see groundsup.audit)")
+            p.add_argument('--clip', default=None, help=f"grounding CLIP: one of {', '.join(WORLD_CLIPS)} (default: the config's grounding.model)")
+            p.add_argument('--out', default=None, help='report folder (default: <checkpoint>-audit-<split>)')
         p.add_argument('overrides', nargs='*', help='dotted overrides, e.g. train.lr=0.01 loss.gradient_outside.weight=1000')
     if cmd != 'pretrain': p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (default: the best available)")   # pretrain: CPU, bit for bit
     if cmd not in ('eval', 'bench'): p.add_argument('--quiet', action='store_true', help='no progress bars')

@@ -26,7 +26,7 @@ from .train import load_attention_track
 
 # %% auto #0
 __all__ = ['STATIC_NOTICE', 'CMAPS', 'SCORES', 'SCORE_TITLES', 'widgets_available', 'to_png', 'overlay', 'agreement_overlay',
-           'agreement_scores', 'clip_input', 'Comparer', 'DatasetView', 'TrainingView']
+           'agreement_scores', 'clip_input', 'Comparer', 'DatasetView', 'AuditView', 'TrainingView']
 
 # %% ../nbs/10_widgets.ipynb #52a63b14
 def widgets_available() -> bool:
@@ -753,6 +753,69 @@ class DatasetView:
         if widgets_available(): display(self.widget); return
         print(STATIC_NOTICE)
         for fig in (self.figure(), self.static_figure()): display(fig); plt.close(fig)
+
+    def _ipython_display_(self): self.show()
+
+# %% ../nbs/10_widgets.ipynb #864e503a
+from .audit import AuditResult
+
+# %% ../nbs/10_widgets.ipynb #8e7def03
+def _audit_html(result: AuditResult) -> str:
+    "The audit's per-group table as HTML (flagged rows in red)."
+    flagged, cs = set(result.flagged()), result.concepts
+    head = ''.join(f'<th>“{c}”</th>' for c in cs)
+    rows = ''.join(f"<tr style=\"color:{'#c00' if g in flagged else 'inherit'}\"><td>{g}{' ⚑' if g in flagged else ''}</td><td>{r['n']}</td>"
+                   f"<td>{100 * r['accuracy']:.1f}</td>" + ''.join(f'<td>{r[c]:.3f}</td>' for c in cs) + '</tr>' for g, r in result.per_group.items())
+    return (f'<table class="groundsup-audit"><tr><th>group</th><th>images</th><th>accuracy %</th>{head}</tr>{rows}</table>'
+            f'<small>share of the classifier attention ({result.config.get("attribution", "?")}) inside each concept\'s region; '
+            f'context regions: {result.config.get("context", "?")}</small>')
+
+class AuditView:
+    "The concept audit of a dataset: its table and heat map; a click on a group opens its images in the comparer."
+    def __init__(self,
+                 result: AuditResult, # from `groundsup.audit.audit`, on the same images (in the same order) as the comparer's
+                 comparer: Comparer, # shows the images of a group
+                 with_comparer: bool = True, # show the comparer below the audit
+                ):
+        n = comparer.src.n
+        if len(result.ids) != n: raise ValueError(f"result: an audit of {len(result.ids)} images, the comparer has {n}; audit the comparer's dataset")
+        if comparer.src.groups is not None and not torch.equal(comparer.src.groups.cpu().long(), result.groups.long()):
+            raise ValueError("result: its groups differ from the comparer's; audit the comparer's dataset, in its order")
+        self.result, self.comparer = result, comparer
+        self.heatmap = W.Image(value=_fig_png(result.figure()), format='png')
+        self.table = W.HTML(_audit_html(result))
+        flagged = set(result.flagged())
+        self.buttons = {}
+        for g in result.per_group:
+            b = W.Button(description=f"{g}{' ⚑' if g in flagged else ''}", button_style='danger' if g in flagged else '',
+                         tooltip=f'show the images of {g} in the comparer', layout=W.Layout(width='auto'))
+            b.add_class('groundsup-audit-group')
+            b.on_click(lambda _, g=g: self.open(g))
+            self.buttons[g] = b
+        self.status = W.HTML(f'{len(flagged)} of {len(result.per_group)} groups flagged (attention more in a context concept than in the object)')
+        self.widget = W.VBox([self.status, W.HBox([self.table, self.heatmap]), W.HTML('<b>open a group in the comparer</b>'),
+                              W.HBox(list(self.buttons.values()), layout=W.Layout(flex_flow='row wrap'))]
+                             + ([W.HTML('<hr>'), comparer.widget] if with_comparer else []))
+        self.widget.add_class('groundsup-audit-view')
+
+    def open(self, group: str | int) -> list[int]: # the dataset indices of the group's images
+        "Filter the comparer to a group's images (and use the audit's attribution method there); returns their indices."
+        idx = self.result.indices(group)
+        k = self.result.group_names.index(group) if isinstance(group, str) else int(group)
+        c = self.comparer
+        method = self.result.config.get('attribution')
+        if method in ATTRIBUTION_METHODS: c.attribution_method.value = method
+        if c.src.groups is not None: c.group_filter.value = k
+        elif idx: c.index = idx[0]
+        return idx
+
+    def show(self):
+        "Display the widget, or (without a Jupyter kernel) the notice, the heat map and the table."
+        if widgets_available(): display(self.widget); return
+        print(STATIC_NOTICE)
+        from IPython.display import Markdown
+        fig = self.result.figure(); display(fig); plt.close(fig)
+        display(Markdown(self.result.table()))
 
     def _ipython_display_(self): self.show()
 

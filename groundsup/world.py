@@ -15,10 +15,10 @@ from .core import read_json, write_json
 
 # %% auto #0
 __all__ = ['FAMILIES', 'SHAPES', 'EXTRA_SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'WORLD_VERSION', 'SHAPE_WORDS',
-           'FAMILY_WORDS', 'AGNOSTIC_WORDS', 'PLACE_WORDS', 'WORLD_CLIP', 'ASSETS', 'OBJECT_PROMPT', 'FAMILY_PROMPTS',
-           'PLACE_PROMPTS', 'sample_scenes', 'render_scenes', 'world_scenes', 'make_world', 'caption_scene',
-           'world_clip_path', 'register_world_clip', 'world_clip_config', 'train_world_clip', 'save_world_clip',
-           'load_world_clip', 'evaluate_world_clip']
+           'FAMILY_WORDS', 'AGNOSTIC_WORDS', 'PLACE_WORDS', 'WORLD_CLIP', 'WORLD_CLIP_VIT', 'WORLD_CLIPS', 'ASSETS',
+           'OBJECT_PROMPT', 'FAMILY_PROMPTS', 'PLACE_PROMPTS', 'sample_scenes', 'render_scenes', 'world_scenes',
+           'make_world', 'caption_scene', 'world_clip_path', 'register_world_clip', 'world_clip_config',
+           'train_world_clip', 'save_world_clip', 'load_world_clip', 'evaluate_world_clip']
 
 # %% ../nbs/05_world.ipynb #927d62d7
 FAMILIES = ('round', 'angular')   # label y = 0, 1
@@ -251,23 +251,33 @@ def caption_scene(scenes: dict, # from `sample_scenes`
     return rng.choice(['a photo of {b}', '{b}']).format(b=place)
 
 # %% ../nbs/05_world.ipynb #02bdb540
-WORLD_CLIP = 'groundsup-tiny-rn'
+WORLD_CLIP = 'groundsup-tiny-rn'        # ResNet image tower: grounded with GradCAM
+WORLD_CLIP_VIT = 'groundsup-tiny-vit'   # ViT image tower: grounded with relevance (Chefer et al.)
+WORLD_CLIPS = (WORLD_CLIP, WORLD_CLIP_VIT)
 ASSETS = Path(__file__).parent / 'assets' if '__file__' in globals() else Path('../groundsup/assets').resolve()
 
-def world_clip_path() -> Path:
-    "Path of the shipped tiny CLIP checkpoint (safetensors)."
-    return ASSETS / f'{WORLD_CLIP}.safetensors'
+def _clip_name(name):
+    if name not in WORLD_CLIPS: raise ValueError(f"name={name!r}: expected one of the world's CLIPs {WORLD_CLIPS}")
+    return name
 
-def register_world_clip() -> str:
-    "Add the tiny CLIP's config to open_clip's registry (idempotent); returns its name."
+def world_clip_path(name: str = WORLD_CLIP, # one of `WORLD_CLIPS`
+                   ) -> Path:
+    "Path of a shipped tiny CLIP checkpoint (safetensors)."
+    return ASSETS / f'{_clip_name(name)}.safetensors'
+
+def register_world_clip(name: str = WORLD_CLIP, # one of `WORLD_CLIPS` (all of them are registered)
+                       ) -> str:
+    "Add the tiny CLIPs' configs to open_clip's registry (idempotent); returns `name`."
     import open_clip
-    if WORLD_CLIP not in open_clip.list_models(): open_clip.add_model_config(ASSETS / f'{WORLD_CLIP}.json')
-    return WORLD_CLIP
+    for n in WORLD_CLIPS:
+        if n not in open_clip.list_models(): open_clip.add_model_config(ASSETS / f'{n}.json')
+    return _clip_name(name)
 
 # %% ../nbs/05_world.ipynb #fb80d632
-def world_clip_config() -> dict:
-    "The open_clip model config of the tiny CLIP (as shipped in `groundsup/assets/`)."
-    return json.loads((ASSETS / f'{WORLD_CLIP}.json').read_text())
+def world_clip_config(name: str = WORLD_CLIP, # one of `WORLD_CLIPS`
+                     ) -> dict:
+    "The open_clip model config of a tiny CLIP (as shipped in `groundsup/assets/`)."
+    return json.loads((ASSETS / f'{_clip_name(name)}.json').read_text())
 
 def _mean_std(device):
     import open_clip
@@ -303,6 +313,7 @@ def train_world_clip(steps: int = 300, # optimizer steps (each on a fresh batch 
                      progress: bool = True, # progress bar with the loss
                      pairs: bool = False, # batches of minimal pairs (see `_paired`) instead of independent scenes
                      callback=None, # called as `callback(step, model, loss)` after each step (e.g. to save checkpoints)
+                     name: str = WORLD_CLIP, # which tower: `WORLD_CLIP` (ResNet) or `WORLD_CLIP_VIT`
                     ):
     "Train the tiny CLIP contrastively (symmetric InfoNCE) on captioned scenes; returns the open_clip model in eval mode."
     import open_clip
@@ -312,16 +323,16 @@ def train_world_clip(steps: int = 300, # optimizer steps (each on a fresh batch 
     if threads: torch.set_num_threads(threads)
     torch.set_flush_denormal(True)   # tiny weights decay into denormals, which are very slow on CPUs
     seed_everything(seed)
-    register_world_clip()
-    model = open_clip.create_model(WORLD_CLIP, device=dev)
-    tok = open_clip.get_tokenizer(WORLD_CLIP)
+    register_world_clip(name)
+    model = open_clip.create_model(name, device=dev)
+    tok = open_clip.get_tokenizer(name)
     mean, std = _mean_std(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
     warm = min(50, steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     rng, target = random.Random(_seed(seed, 7)), torch.arange(batch_size, device=dev)
     model.train()
-    bar = tqdm(range(steps), desc='tiny CLIP', disable=not progress)
+    bar = tqdm(range(steps), desc=name, disable=not progress)
     for step in bar:
         s = sample_scenes(batch_size, seed=_seed(seed, 7, step), p_empty=p_empty)
         if pairs: s = _paired(s, _seed(seed, 8, step))
@@ -351,11 +362,12 @@ def save_world_clip(model, # a trained tiny CLIP
 # %% ../nbs/05_world.ipynb #46098341
 def load_world_clip(pretrained: str | Path | None = None, # a checkpoint of the tiny CLIP; None: the one shipped with groundsup
                     device: str | None = None, # None: best available
+                    name: str = WORLD_CLIP, # which tower: `WORLD_CLIP` (ResNet, GradCAM) or `WORLD_CLIP_VIT` (ViT, relevance)
                    ):
-    "The tiny CLIP of the world as a `CLIPBundle` (model, preprocess, tokenizer), ready for `ground`."
+    "A tiny CLIP of the world as a `CLIPBundle` (model, preprocess, tokenizer), ready for `ground`."
     from groundsup.grounding import load_clip
-    register_world_clip()
-    return load_clip(WORLD_CLIP, pretrained=str(pretrained or world_clip_path()), device=device)
+    register_world_clip(name)
+    return load_clip(name, pretrained=str(pretrained or world_clip_path(name)), device=device)
 
 # %% ../nbs/05_world.ipynb #6ee03248
 OBJECT_PROMPT = 'a photo of a shape'
@@ -396,4 +408,5 @@ def evaluate_world_clip(clip, # from `load_world_clip`
                 object_energy_ratio=energy_inside(m_obj, masks) / area,
                 object_zero_maps=int((m_obj.flatten(1).amax(1) == 0).sum()),
                 place_pointing_game=pointing_game(m_bg, masks), place_energy_inside=energy_inside(m_bg, masks),
+                complement_pointing_game=pointing_game(1 - m_obj, masks), complement_energy_inside=energy_inside(1 - m_obj, masks),
                 maps=(m_obj, m_bg), scenes=s, masks=masks)

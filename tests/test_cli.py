@@ -7,7 +7,7 @@ from groundsup.cli import main, COMMANDS
 def test_unknown_command_and_usage(capsys):
     assert main(['nope']) == 2
     assert "unknown command 'nope'" in capsys.readouterr().err
-    assert main(['--help']) == 0 and 'groundsup {demo,train,eval,ground,bench,pretrain}' in capsys.readouterr().out
+    assert main(['--help']) == 0 and 'groundsup {demo,train,eval,ground,bench,pretrain,audit}' in capsys.readouterr().out
 
 @pytest.mark.parametrize('cmd', sorted(COMMANDS))
 def test_every_command_has_help(cmd, capsys):
@@ -15,7 +15,7 @@ def test_every_command_has_help(cmd, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert ('--device' in out) == (cmd != 'pretrain')   # pretrain runs on the CPU (bit-for-bit reproduction)
-    if cmd in ('train', 'eval', 'ground'): assert '--config' in out and 'world_gals' in out
+    if cmd in ('train', 'eval', 'ground', 'audit'): assert '--config' in out and 'world_gals' in out
 
 def test_console_script_is_installed():
     exe = shutil.which('groundsup') or str(Path(sys.executable).parent / 'groundsup')

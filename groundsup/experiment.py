@@ -17,7 +17,7 @@ from .grounding import load_clip, ground_dataset, MapCache
 from .data import load_image, WaterbirdsDataset, Food101Subset, CSVDataset, train_transform, eval_transform, gals_transform, sample_weights
 from .losses import AttentionLoss, Term
 from .models import build_model, param_groups
-from .world import make_world, load_world_clip, WORLD_CLIP
+from .world import make_world, load_world_clip, WORLD_CLIP, WORLD_CLIPS
 from .train import TrainConfig, train, evaluate, load_checkpoint, run_trials
 
 # %% auto #0
@@ -260,7 +260,7 @@ def grounding_clip(cfg: DictConfig, # experiment configuration (its `grounding` 
                   ):
     "The CLIP bundle of `cfg.grounding` (the world's tiny CLIP by its name, any open_clip model otherwise)."
     g = cfg.grounding
-    if g.model == WORLD_CLIP: return load_world_clip(g.pretrained, device=device)
+    if g.model in WORLD_CLIPS: return load_world_clip(g.pretrained, device=device, name=g.model)
     return load_clip(g.model, pretrained=g.pretrained, device=device)
 
 def _cache_expect(cfg):

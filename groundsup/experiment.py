@@ -153,9 +153,11 @@ def load_config(config: str | Path | dict, # a YAML file, the name of a shipped 
 # %% ../nbs/08a_experiment.ipynb #0bc403f3
 _KINDS = ('waterbirds', 'world', 'food101_redmeat', 'csv')
 
+_TERMS = ('gradient_outside', 'gradcam', 'abn_supervision', 'counterfactual')   # the loss's map-supervision terms (`Term`s)
+
 def _terms(cfg) -> dict:
     out = {}
-    for k in ('gradient_outside', 'gradcam', 'abn_supervision', 'counterfactual'):
+    for k in _TERMS:
         v = cfg.loss[k]
         if v is not None:
             try: out[k] = Term(**OmegaConf.to_container(v))
@@ -196,7 +198,7 @@ def check_config(cfg: DictConfig):
     for k in ('size', 'num_workers'):
         if cfg.data[k] < (1 if k == 'size' else 0): raise ValueError(f"data.{k}={cfg.data[k]}: expected {'a positive int' if k == 'size' else 'an int >= 0'}")
     if cfg.grounding.batch_size < 1: raise ValueError(f"grounding.batch_size={cfg.grounding.batch_size}: expected a positive int")
-    for k in ('gradient_outside', 'gradcam', 'abn_supervision', 'abn_classification', 'counterfactual'):
+    for k in _TERMS + ('abn_classification',):
         v = cfg.loss[k]
         w = v if k == 'abn_classification' else (v.weight if v is not None else None)
         if w is not None and not (math.isfinite(w) and w >= 0):

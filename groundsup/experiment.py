@@ -16,15 +16,16 @@ from .core import seed_everything, default_device, atomic_write, write_json, rea
 from .grounding import load_clip, ground_dataset, MapCache
 from .data import load_image, WaterbirdsDataset, Food101Subset, CSVDataset, train_transform, eval_transform, gals_transform, sample_weights
 from .losses import AttentionLoss, Term
+from .feedback import Annotations, dataset_key
 from .models import build_model, param_groups
 from .world import make_world, load_world_clip, WORLD_CLIP, WORLD_CLIPS
 from .train import TrainConfig, train, evaluate, load_checkpoint, run_trials
 
 # %% auto #0
-__all__ = ['PICKS', 'WorldCfg', 'DataCfg', 'GroundingCfg', 'ModelCfg', 'TermCfg', 'LossCfg', 'TrainCfg', 'ExperimentCfg',
-           'shipped_configs', 'load_config', 'train_config', 'check_config', 'WithWeights', 'build_datasets',
-           'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding', 'input_meta', 'check_input_meta',
-           'run_experiment', 'summary_table', 'config_changes', 'claim_out']
+__all__ = ['PICKS', 'WorldCfg', 'DataCfg', 'GroundingCfg', 'ModelCfg', 'TermCfg', 'FeedbackTermCfg', 'LossCfg', 'TrainCfg',
+           'ExperimentCfg', 'shipped_configs', 'load_config', 'train_config', 'check_config', 'WithWeights',
+           'build_datasets', 'open_feedback', 'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding',
+           'input_meta', 'check_input_meta', 'run_experiment', 'summary_table', 'config_changes', 'claim_out']
 
 # %% ../nbs/08a_experiment.ipynb #caf551d7
 @dataclass
@@ -44,6 +45,8 @@ class DataCfg:
     augment: str = 'crop_flip'          # 'crop_flip' (random resized crop + flip; eval: see eval_crop) or 'none' (GALS: resize only)
     eval_crop: bool = True              # with crop_flip, evaluate on a resize to size*256/224 + centre crop (Waterbirds standard); false: resize to size
     grounding: Optional[str] = None     # grounding cache folder for `source: grounding` terms (written by `groundsup ground`)
+    feedback: Optional[str] = None      # annotations file of yes/no answers (groundsup.feedback) for the `loss.feedback` term; about the train split
+    feedback_digest: Optional[str] = None   # set by the runner: a digest of the answers, so a run resumed after more answers is refused
     masks: bool = False                 # load foreground masks (for `source: mask` terms and localisation metrics)
     upweight: Optional[str] = None      # None, 'class' or 'group' (group labels: a baseline GALS does not need)
     num_workers: int = 2                # DataLoader workers
@@ -77,6 +80,11 @@ class TermCfg:
     layer: Any = None                   # GradCAM layer, or a list of layers (e.g. [layer3, layer4])
     gradient_of: str = 'loss'           # input-gradient terms: 'loss' (GALS), 'log_prob_sum' (Ross et al.), 'logit' or 'margin'
     threshold: Optional[float] = None   # None: soft targets (GALS); else the target is binarized at this value
+    form: str = 'counterfactual'        # feedback term: 'counterfactual' or 'gradcam' (CRAYON-ATTENTION)
+
+@dataclass
+class FeedbackTermCfg(TermCfg):         # loss.feedback: a term whose maps are the answered attention maps of data.feedback
+    source: str = 'feedback'
 
 @dataclass
 class LossCfg:
@@ -85,6 +93,7 @@ class LossCfg:
     abn_supervision: Optional[TermCfg] = None
     abn_classification: Optional[float] = None
     counterfactual: Optional[TermCfg] = None
+    feedback: Optional[FeedbackTermCfg] = None
 
 @dataclass
 class TrainCfg:
@@ -138,7 +147,7 @@ def load_config(config: str | Path | dict, # a YAML file, the name of a shipped 
             except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
             if not isinstance(user, DictConfig): raise ValueError(f"{path}: expected a YAML mapping of config keys, got {type(user).__name__}")
             if path.parent != _shipped_dir():   # a user's file: its relative data paths are relative to it (shipped ones: to the working dir)
-                for key in ('root', 'grounding'):
+                for key in ('root', 'grounding', 'feedback'):
                     v = user.get('data', {}).get(key) if isinstance(user.get('data', {}), DictConfig) else None
                     if isinstance(v, str) and not Path(v).is_absolute() and not v.startswith('${'): user.data[key] = str((path.parent/v).resolve())
         cfg = OmegaConf.merge(schema, user)
@@ -153,7 +162,7 @@ def load_config(config: str | Path | dict, # a YAML file, the name of a shipped 
 # %% ../nbs/08a_experiment.ipynb #0bc403f3
 _KINDS = ('waterbirds', 'world', 'food101_redmeat', 'csv')
 
-_TERMS = ('gradient_outside', 'gradcam', 'abn_supervision', 'counterfactual')   # the loss's map-supervision terms (`Term`s)
+_TERMS = ('gradient_outside', 'gradcam', 'abn_supervision', 'counterfactual', 'feedback')   # the loss's map-supervision terms (`Term`s)
 
 def _terms(cfg) -> dict:
     out = {}
@@ -211,6 +220,12 @@ def check_config(cfg: DictConfig):
         raise ValueError("a loss term uses source: grounding but data.grounding (a grounding cache folder) is not set")
     if any(t.source == 'mask' for t in terms.values()) and not cfg.data.masks:
         raise ValueError("a loss term uses source: mask but data.masks is false")
+    if (cfg.loss.feedback is None) != (cfg.data.feedback is None):
+        raise ValueError("loss.feedback needs data.feedback, the annotations file of the answers: give it, e.g. data.feedback=answers.jsonl"
+                         if cfg.data.feedback is None else
+                         f"data.feedback={cfg.data.feedback!r} is set but no loss.feedback term uses it; add loss.feedback or drop data.feedback")
+    if cfg.data.feedback is not None and not Path(cfg.data.feedback).is_file():
+        raise FileNotFoundError(f"data.feedback={cfg.data.feedback!r}: no such annotations file (answers are written by the comparer or `simulate_annotations`)")
     if any(t.source == 'bbox' for t in terms.values()):
         raise ValueError("source: bbox needs a dataset with boxes; none of data.kind's datasets provides them yet")
 
@@ -239,8 +254,20 @@ def build_datasets(cfg: DictConfig, # experiment configuration
         elif d.kind == 'food101_redmeat': ds = Food101Subset(d.root, split, seed=0, **kw)
         else: ds = CSVDataset(d.root, split, **kw)
         out[split] = ds
+    if d.feedback and 'train' in out: out['train'].add_maps('feedback', open_feedback(cfg, out['train']).signed_maps())
     if d.upweight and 'train' in out: out['train'] = WithWeights(out['train'], sample_weights(out['train'], d.upweight))
     return out
+
+def open_feedback(cfg: DictConfig, # experiment configuration with `data.feedback` set
+                  train=None, # its training dataset (default: built from `cfg`)
+                 ) -> Annotations:
+    "The answers of `data.feedback`, checked to be about this experiment's training images (same dataset key, known ids)."
+    train = train if train is not None else build_datasets(cfg, splits=('train',))['train']
+    return Annotations(cfg.data.feedback, train.img_ids, dataset_key(train))
+
+def _feedback_digest(ann: Annotations) -> str:
+    import hashlib
+    return hashlib.sha256(json.dumps(sorted((str(r['id']), r['answer'], r['map_hash']) for r in ann.records.values())).encode()).hexdigest()[:16]
 
 def prepare_data(cfg: DictConfig, # experiment configuration
                  progress: bool = True, # progress bar while a world is written
@@ -371,6 +398,7 @@ def run_experiment(cfg: DictConfig, # from `load_config`
     ds = build_datasets(cfg, maps)
     _check_labels(ds, cfg.model.num_classes)
     tc = train_config(cfg)
+    if cfg.data.feedback is not None: cfg.data.feedback_digest = _feedback_digest(open_feedback(cfg, ds['train']))   # more answers later: another run
     out = claim_out(cfg, restart)
     loss_fn = _loss_fn(cfg)
     def fit(seed):

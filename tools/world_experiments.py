@@ -15,17 +15,18 @@ from pathlib import Path
 
 METHODS = {'vanilla': 'vanilla', 'upweight': 'group up-weighting', 'abn': 'ABN',
            'gals': 'GALS (tiny-CLIP grounding)', 'gals_masks': 'GALS with true masks', 'gals_lps': 'GALS, log-prob gradients (Ross et al.)',
-           'gals_cf': 'GALS, counterfactual form (tiny-CLIP grounding, layer3)'}
+           'gals_cf': 'GALS, counterfactual form (tiny-CLIP grounding, layer3)',
+           'feedback': 'yes/no feedback on vanilla (simulated annotator)', 'gals_cf_feedback': 'GALS counterfactual form + yes/no feedback'}
 WORLDS = {'95': 0.95, '100': 1.0}
 
 def overrides(root, world, seed, out, grounding=None):
     return [f'data.root={root}/world-{world}', f'data.world.bias={WORLDS[world]}'] + \
            ([f'data.grounding={grounding}'] if grounding else []) + [f'seeds=[{seed}]', f'out={out}']
 
-def grounding_folder(root, world, method, suffix=''):
+def grounding_folder(root, world, method, suffix='', extra=()):
     "The grounding cache of a method's runs in one world: named after its config's `data.grounding` (None: no grounding term)."
     from groundsup.experiment import load_config, _terms
-    cfg = load_config(f'world_{method}')
+    cfg = load_config(f'world_{method}', [e.format(seed=0, world=world) for e in extra if e.startswith('data.feedback=')])
     if not any(t.source == 'grounding' for t in _terms(cfg).values()): return None
     return root / f'{Path(cfg.data.grounding).name}-{world}{suffix}'
 
@@ -38,20 +39,23 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--root', default='runs/world-experiments'); p.add_argument('--jobs', type=int, default=2)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2]); p.add_argument('--methods', nargs='+', default=list(METHODS))
-    p.add_argument('--worlds', nargs='+', default=list(WORLDS)); p.add_argument('--extra', nargs='*', default=[], help='more overrides for every run')
+    p.add_argument('--worlds', nargs='+', default=list(WORLDS))
+    p.add_argument('--extra', nargs='*', default=[], help='more overrides for every run; {seed} and {world} are replaced by the run\'s')
     p.add_argument('--tag', default='', help='suffix of the method folders (runs with --extra overrides, e.g. a search point)')
     p.add_argument('--cache', default='', help='suffix of the grounding cache folders, for runs whose `grounding.*` extras differ from the shipped config')
     p.add_argument('--report', action='store_true', help='only (re)write results.json / results.md from the runs on disk')
+    p.add_argument('--results', default='results', help='name of the report files (<name>.json, <name>.md) in --root')
     a = p.parse_args()
     root = Path(a.root).resolve(); root.mkdir(parents=True, exist_ok=True)
-    if a.report: return report(root, a.worlds, a.methods, a.seeds, {})
+    if a.report: return report(root, a.worlds, a.methods, a.seeds, {}, a.results)
     gs = [sys.executable, '-c', 'import sys; from groundsup.cli import main; sys.exit(main())']
     grounding = [e for e in a.extra if e.startswith('grounding.')]
     if grounding and not a.cache: sys.exit("grounding.* overrides make another grounding: give its cache folders a --cache suffix")
-    caches = {(w, m): grounding_folder(root, w, m, a.cache) for w in a.worlds for m in a.methods}
+    caches = {(w, m): grounding_folder(root, w, m, a.cache, a.extra) for w in a.worlds for m in a.methods}
     for (w, m), g in caches.items():   # stage 1 once per world and grounding (the world and its maps), before the parallel runs
         if g is None or any(caches[k] == g for k in list(caches)[:list(caches).index((w, m))]): continue
-        rc, _ = run(gs + ['ground', '--config', f'world_{m}', '--quiet', '--device', 'cpu'] + overrides(root, w, 0, root / 'tmp', g)[:3] + grounding,
+        rc, _ = run(gs + ['ground', '--config', f'world_{m}', '--quiet', '--device', 'cpu'] + overrides(root, w, 0, root / 'tmp', g)[:3] + grounding
+                    + [e.format(seed=0, world=w) for e in a.extra if e.startswith('data.feedback=')],
                     root / f'ground-{g.name}.log')
         if rc: sys.exit(f"grounding world {w} for {m} failed: see {root}/ground-{g.name}.log")
     jobs = [(w, m, s) for s in a.seeds for w in a.worlds for m in a.methods]
@@ -60,7 +64,8 @@ def main():
         out = root / w / (m + a.tag) / f'seed{s}-run'
         if (out / 'summary.json').exists(): return job, 0, 0.0
         out.mkdir(parents=True, exist_ok=True)
-        rc, dt = run(gs + ['train', '--config', f'world_{m}', '--quiet', '--device', 'cpu'] + overrides(root, w, s, out, caches[w, m]) + a.extra, out / 'train.log')
+        rc, dt = run(gs + ['train', '--config', f'world_{m}', '--quiet', '--device', 'cpu'] + overrides(root, w, s, out, caches[w, m])
+                    + [e.format(seed=s, world=w) for e in a.extra], out / 'train.log')
         print(f"{w}% {m} seed {s}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {dt:.0f} s", flush=True)
         return job, rc, dt
     with ThreadPoolExecutor(a.jobs) as ex: done = list(ex.map(one, jobs))
@@ -68,7 +73,7 @@ def main():
     if failed: sys.exit(f"failed runs: {failed}")
     if not a.tag: report(root, a.worlds, a.methods, a.seeds, {f'{w}/{m}/{s}': dt for (w, m, s), _, dt in done})
 
-def report(root, worlds, methods, seeds, seconds):
+def report(root, worlds, methods, seeds, seconds, name='results'):
     import torch
     from groundsup.experiment import load_config, build_datasets
     from groundsup.models import build_model, LogitsOnly
@@ -86,7 +91,8 @@ def report(root, worlds, methods, seeds, seconds):
             # the shipped configs, and search points such as gals_w1e3 or vanilla_lr0.003 (a tag after the config name)
             m = next((k for k in sorted(METHODS, key=len, reverse=True) if folder == k or folder.startswith(k + '_')), None)
             if m is None or m not in methods: continue
-            cfg = load_config(f'world_{m}', overrides(root, w, 0, root / 'tmp'))
+            # only the data and model sections are used here; the feedback configs' data (and model) are vanilla's
+            cfg = load_config(f'world_{m}' if 'feedback' not in m else 'world_vanilla', overrides(root, w, 0, root / 'tmp'))
             test = build_datasets(cfg, splits=('test',))['test']
             x = torch.stack([test[i]['image'] for i in range(len(test))]); y = torch.tensor([int(test[i]['label']) for i in range(len(test))])
             small = torch.nn.functional.interpolate(masks, size=x.shape[-2:], mode='nearest') > 0.5
@@ -106,8 +112,8 @@ def report(root, worlds, methods, seeds, seconds):
                 t['seconds'] = seconds.get(f'{w}/{m}/{s}')
                 rows.append(t)
             res[f'{w}/{folder}'] = rows
-    (root / 'results.json').write_text(json.dumps(res, indent=1))
-    (root / 'results.md').write_text(table(res, worlds, methods))
+    (root / f'{name}.json').write_text(json.dumps(res, indent=1))
+    (root / f'{name}.md').write_text(table(res, worlds, methods))
     print(table(res, worlds, methods))
 
 def place_swapped(world_root, size):

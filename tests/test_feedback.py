@@ -1,0 +1,72 @@
+"Yes/no feedback end to end: answers about the world's training images, the feedback term from YAML, refusals, a run resumed after more answers."
+import json
+import pytest, torch
+from groundsup.experiment import load_config, build_datasets, run_experiment, prepare_data
+from groundsup.feedback import Annotations, dataset_key, simulate_annotations
+from groundsup.losses import AttentionLoss
+
+def _ov(tmp_path, **kw):
+    ov = {'data.root': f'{tmp_path}/w', 'out': f'{tmp_path}/runs', 'seeds': '[0]', 'train.epochs': 1, 'data.world.n_train': 32,
+          'data.world.n_val': 8, 'data.world.n_test': 8, 'data.world.size': 64, 'data.size': 32, 'train.batch_size': 16, 'train.device': 'cpu'}
+    ov.update(kw)
+    return [f'{k}={v}' for k, v in ov.items()]
+
+@pytest.fixture
+def world(tmp_path):
+    cfg = load_config('world_vanilla', _ov(tmp_path))
+    prepare_data(cfg, progress=False)
+    return cfg
+
+def _answers(tmp_path, cfg, n=6, name='a.jsonl'):
+    train = build_datasets(cfg, splits=('train',))['train']
+    att = torch.rand(len(train), 1, 4, 4)
+    masks = torch.zeros(len(train), 1, 4, 4, dtype=torch.bool); masks[:, :, :2] = True
+    return simulate_annotations(tmp_path/name, train.img_ids, dataset_key(train), att, masks, torch.rand(len(train)), n, progress=False)
+
+def test_feedback_config_needs_the_answers(tmp_path, world):
+    with pytest.raises(ValueError, match='data.feedback=answers.jsonl'): load_config('world_feedback', _ov(tmp_path))
+    with pytest.raises(FileNotFoundError, match='nope.jsonl'): load_config('world_feedback', _ov(tmp_path, **{'data.feedback': f'{tmp_path}/nope.jsonl'}))
+    ann = _answers(tmp_path, world)
+    with pytest.raises(ValueError, match='no loss.feedback term'): load_config('world_vanilla', _ov(tmp_path, **{'data.feedback': str(ann.path)}))
+    cfg = load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(ann.path), 'loss.feedback.form': 'gradcam', 'loss.feedback.weight': 2}))
+    assert cfg.loss.feedback.source == 'feedback' and cfg.loss.feedback.form == 'gradcam'
+    with pytest.raises(ValueError, match='form'): load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(ann.path), 'loss.feedback.form': 'crayon'}))
+
+def test_feedback_maps_ride_with_the_training_images(tmp_path, world):
+    ann = _answers(tmp_path, world)
+    cfg = load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(ann.path)}))
+    train = build_datasets(cfg, splits=('train',))['train']
+    signs = {}
+    for i in range(len(train)):
+        it = train[i]
+        assert it['feedback'].shape == (1, 32, 32)
+        signs[it['img_id']] = int(torch.sign(it['feedback'].sum()))
+    assert {i: s for i, s in signs.items() if s} == {i: (1 if r['answer'] == 'right' else -1) for i, r in ann.records.items()}
+    b = {k: torch.stack([train[i][k] for i in range(8)]) if k in ('image', 'feedback') else torch.tensor([train[i][k] for i in range(8)])
+         for k in ('image', 'label', 'feedback')}
+    from groundsup.models import build_model
+    loss, parts = AttentionLoss(feedback=dict(threshold=0.5))(build_model('resnet_small', 2, pretrained=False), b)
+    assert torch.isfinite(loss) and 'cls' in parts
+
+def test_answers_about_another_dataset_or_unknown_ids_are_refused(tmp_path, world):
+    other = load_config('world_vanilla', _ov(tmp_path, **{'data.root': f'{tmp_path}/w2', 'data.world.seed': 1}))
+    prepare_data(other, progress=False)
+    ann = _answers(tmp_path, other, name='other.jsonl')
+    cfg = load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(ann.path)}))
+    with pytest.raises(ValueError, match='another dataset'): build_datasets(cfg, splits=('train',))
+    mine = _answers(tmp_path, world, name='mine.jsonl')
+    lines = mine.path.read_text().splitlines()
+    r = json.loads(lines[1]); r['id'] = 99999
+    mine.path.write_text('\n'.join(lines + [json.dumps(r)]) + '\n')
+    cfg = load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(mine.path)}))
+    with pytest.raises(ValueError, match='not images of this dataset.*99999'): build_datasets(cfg, splits=('train',))
+
+def test_feedback_run_trains_and_refuses_to_resume_on_other_answers(tmp_path, world):
+    ann = _answers(tmp_path, world, n=12)
+    cfg = load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(ann.path)}))
+    s = run_experiment(cfg, progress=False)
+    assert 'test_worst_group' in s['trials'][0]
+    assert any('feedback' in k for k in s['trials'][0]), sorted(s['trials'][0])
+    train = build_datasets(cfg, splits=('train',))['train']
+    Annotations(ann.path, train.img_ids, dataset_key(train)).answer(next(i for i in train.img_ids if i not in ann), 'wrong', torch.rand(1, 4, 4))
+    with pytest.raises(ValueError, match='feedback_digest'): run_experiment(load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(ann.path)})), progress=False)

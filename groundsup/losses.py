@@ -233,8 +233,11 @@ def counterfactual_loss(model, # the classifier (returns logits, or a dict / nam
                        ) -> torch.Tensor: # scalar
     "Mean change of the true-class margin when everything outside `keep` is another image's: `crit(m(k x + (1 - k) x'), sg[m(x)])`."
     keep = keep.to(x.dtype)
-    mixed = keep * x[idx].detach() + (1 - keep) * x[partner].detach()
-    zm = _output(model(mixed), 'logits')
+    # the whole batch goes through the model, the images `idx` mixed and the others as they are: batch-norm layers then
+    # see the batch they see in the plain forward pass, not a handful of images (which would skew their statistics)
+    mixed = x.detach().clone()
+    mixed[idx] = keep * x[idx].detach() + (1 - keep) * x[partner].detach()
+    zm = _output(model(mixed), 'logits')[idx]
     # the original's margin is the target (detached): the term cannot be met by a constant classifier
     return _crit(criterion)(margins(zm, labels[idx]), margins(logits[idx], labels[idx]).detach())
 
@@ -330,7 +333,8 @@ class AttentionLoss:
                 else:                               # CRAYON-ATTENTION: the classifier's GradCAM outside the kept region is suppressed
                     net = getattr(model, 'module', model)
                     layers = term.layer if isinstance(term.layer, list) else [term.layer]
-                    l = sum(attention_map_loss(attribute(net, x[i].detach(), batch['label'][i], method='gradcam', layer=ly, create_graph=True),
+                    # on the whole batch (batch norm sees the usual batch), then the answered images' maps
+                    l = sum(attention_map_loss(attribute(net, x.detach(), batch['label'], method='gradcam', layer=ly, create_graph=True)[i],
                                                keep[i], None, 'suppress_outside', term.criterion) for ly in layers) / len(layers)
                 total = total + term.weight * l; parts['feedback'] = l.detach()
         if self.abn_supervision is not None or self.abn_classification is not None:

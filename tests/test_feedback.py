@@ -70,3 +70,17 @@ def test_feedback_run_trains_and_refuses_to_resume_on_other_answers(tmp_path, wo
     train = build_datasets(cfg, splits=('train',))['train']
     Annotations(ann.path, train.img_ids, dataset_key(train)).answer(next(i for i in train.img_ids if i not in ann), 'wrong', torch.rand(1, 4, 4))
     with pytest.raises(ValueError, match='feedback_digest'): run_experiment(load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(ann.path)})), progress=False)
+
+def test_feedback_forwards_the_whole_batch_so_batch_norm_sees_the_usual_batch():
+    from groundsup.models import build_model
+    torch.manual_seed(0)
+    net = build_model('resnet_small', 2, pretrained=False).train()
+    sizes = []
+    h = net.register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
+    fb = torch.zeros(8, 1, 4, 4); fb[3, 0, :2] = -1.     # one answered image in a batch of 8
+    b = {'image': torch.rand(8, 3, 32, 32), 'label': torch.randint(0, 2, (8,)), 'feedback': fb}
+    for form in ('counterfactual', 'gradcam'):
+        sizes.clear()
+        loss, parts = AttentionLoss(feedback=dict(form=form, threshold=0.5, layer='layer3'))(net, b)
+        assert 'feedback' in parts and set(sizes) == {8}, (form, sizes)
+    h.remove()

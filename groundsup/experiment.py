@@ -81,6 +81,7 @@ class TermCfg:
     gradient_of: str = 'loss'           # input-gradient terms: 'loss' (GALS), 'log_prob_sum' (Ross et al.), 'logit' or 'margin'
     threshold: Optional[float] = None   # None: soft targets (GALS); else the target is binarized at this value
     form: str = 'counterfactual'        # feedback term: 'counterfactual' or 'gradcam' (CRAYON-ATTENTION)
+    fill: str = 'image'                 # counterfactual forms: 'image' (the next image's pixels) or 'mean' (the image's mean colour)
 
 @dataclass
 class FeedbackTermCfg(TermCfg):         # loss.feedback: a term whose maps are the answered attention maps of data.feedback

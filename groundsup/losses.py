@@ -12,10 +12,10 @@ from .core import combine_maps, normalize_maps, resize_maps, nonzero_maps, COMBI
 from .attribution import attribute
 
 # %% auto #0
-__all__ = ['log', 'SOURCES', 'CRITERIA', 'GRADIENT_OF', 'ATTENTION_MODES', 'FEEDBACK_FORMS', 'warn_once', 'boxes_to_masks',
-           'supervision_maps', 'classification_loss', 'input_gradients', 'gradient_outside_loss', 'margins',
-           'gradient_score', 'attention_map_loss', 'abn_losses', 'Term', 'counterfactual_loss', 'feedback_keep',
-           'AttentionLoss']
+__all__ = ['log', 'SOURCES', 'CRITERIA', 'GRADIENT_OF', 'ATTENTION_MODES', 'FEEDBACK_FORMS', 'FILLS', 'warn_once',
+           'boxes_to_masks', 'supervision_maps', 'classification_loss', 'input_gradients', 'gradient_outside_loss',
+           'margins', 'gradient_score', 'attention_map_loss', 'abn_losses', 'Term', 'counterfactual_loss',
+           'feedback_keep', 'AttentionLoss']
 
 # %% ../nbs/06_losses.ipynb #fc2b46a5
 log = logging.getLogger('groundsup')
@@ -144,6 +144,7 @@ def gradient_score(gradient_of: str, # a key of `GRADIENT_OF`: 'loss' (GALS), 'l
 # %% ../nbs/06_losses.ipynb #a9882e99
 ATTENTION_MODES = ('match', 'suppress_outside')
 FEEDBACK_FORMS = ('counterfactual', 'gradcam')   # how the feedback term enforces its kept region (see `feedback_keep`)
+FILLS = ('image', 'mean')   # what fills the swapped region of a counterfactual: the next image's pixels, or the image's own mean colour
 
 def attention_map_loss(attention: torch.Tensor, # `B x 1 x h x w` attention maps (differentiable)
                        targets: torch.Tensor, # `B x 1 x H x W` target maps in [0, 1]; resized to `h x w`
@@ -192,6 +193,7 @@ class Term:
     gradient_of: str = 'loss'           # for input gradients: 'loss' (GALS), 'log_prob_sum' (Ross et al. 2017), 'logit' or 'margin' (see `GRADIENT_OF`)
     threshold: float | None = None      # None: soft targets (GALS); a number in (0, 1]: the target is 1 where it is >= threshold, else 0
     form: str = 'counterfactual'        # for the feedback term: 'counterfactual' (the region swapped must not move the margin) or 'gradcam' (CRAYON-ATTENTION)
+    fill: str = 'image'                 # counterfactual forms: what replaces the region outside the kept one: 'image' (the next image's pixels) or 'mean' (the image's mean colour)
 
     def __post_init__(self):
         if self.source not in SOURCES + ('feedback',): raise ValueError(f"source={self.source!r}: expected one of {SOURCES + ('feedback',)}")
@@ -209,6 +211,7 @@ class Term:
         if self.combine not in COMBINE_MODES: raise ValueError(f"combine={self.combine!r}: expected one of {COMBINE_MODES}")
         if self.mode not in ATTENTION_MODES: raise ValueError(f"mode={self.mode!r}: expected one of {ATTENTION_MODES}")
         if self.form not in FEEDBACK_FORMS: raise ValueError(f"form={self.form!r}: expected one of {FEEDBACK_FORMS}")
+        if self.fill not in FILLS: raise ValueError(f"fill={self.fill!r}: expected one of {FILLS}")
 
 def _term(v, name):
     if v is None: return v
@@ -230,13 +233,16 @@ def counterfactual_loss(model, # the classifier (returns logits, or a dict / nam
                         idx: torch.Tensor, # `n` images of the batch that are shown mixed
                         partner: torch.Tensor, # `n` the image whose pixels fill each one's swapped region
                         criterion: str = 'l1', # 'l1' or 'l2'
+                        fill: str = 'image', # 'image': the partner's pixels fill the rest; 'mean': each image's own mean colour (occlusion)
                        ) -> torch.Tensor: # scalar
     "Mean change of the true-class margin when everything outside `keep` is another image's: `crit(m(k x + (1 - k) x'), sg[m(x)])`."
+    if fill not in FILLS: raise ValueError(f"fill={fill!r}: expected one of {FILLS}")
     keep = keep.to(x.dtype)
     # the whole batch goes through the model, the images `idx` mixed and the others as they are: batch-norm layers then
     # see the batch they see in the plain forward pass, not a handful of images (which would skew their statistics)
     mixed = x.detach().clone()
-    mixed[idx] = keep * x[idx].detach() + (1 - keep) * x[partner].detach()
+    other = x[partner].detach() if fill == 'image' else x[idx].detach().mean((2, 3), keepdim=True)
+    mixed[idx] = keep * x[idx].detach() + (1 - keep) * other
     zm = _output(model(mixed), 'logits')[idx]
     # the original's margin is the target (detached): the term cannot be met by a constant classifier
     return _crit(criterion)(margins(zm, labels[idx]), margins(logits[idx], labels[idx]).detach())
@@ -320,7 +326,7 @@ class AttentionLoss:
             t, v = self._targets(term, batch, size, 'counterfactual')
             i = v.nonzero()[:, 0]
             if len(i) > 1:   # each image is given the surroundings of the next valid image of the batch
-                l = counterfactual_loss(model, x, logits, batch['label'], t[i], i, i.roll(1), term.criterion)
+                l = counterfactual_loss(model, x, logits, batch['label'], t[i], i, i.roll(1), term.criterion, term.fill)
                 total = total + term.weight * l; parts['counterfactual'] = l.detach()
         if self.feedback is not None:
             term = self.feedback
@@ -329,7 +335,7 @@ class AttentionLoss:
             i = v.nonzero()[:, 0]
             if len(i) and len(x) > 1:
                 if term.form == 'counterfactual':   # the swapped region's pixels come from the next image of the batch, answered or not
-                    l = counterfactual_loss(model, x, logits, batch['label'], keep[i], i, (i + 1) % len(x), term.criterion)
+                    l = counterfactual_loss(model, x, logits, batch['label'], keep[i], i, (i + 1) % len(x), term.criterion, term.fill)
                 else:                               # CRAYON-ATTENTION: the classifier's GradCAM outside the kept region is suppressed
                     net = getattr(model, 'module', model)
                     layers = term.layer if isinstance(term.layer, list) else [term.layer]

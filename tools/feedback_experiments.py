@@ -2,7 +2,7 @@
 
     python tools/world_experiments.py --root R --methods vanilla gals_cf          # the runs the answers are about, and the reference
     python tools/feedback_experiments.py --root R --budgets 25 100 400 --methods feedback gals_cf_feedback
-    python tools/feedback_experiments.py --root R --report
+    python tools/feedback_experiments.py --root R --report      # R/feedback_results.json (the references: R/results.json)
 
 For each world and seed, the vanilla classifier of that seed (`R/<world>/vanilla/seed<s>-run`, its selected checkpoint)
 is shown in the comparer's way: GradCAM of its predicted class (at `--layer`) on every training image, resized to the
@@ -76,13 +76,16 @@ def main():
     (root / f'annotation_counts-{a.layer}.json').write_text(json.dumps(counts, indent=1))
     for n in a.budgets:
         for w in a.worlds:
-            extra = [f'data.feedback={root}/{w}/annotations/vanilla-seed{{seed}}-{a.layer}-n{n}.jsonl'] + a.extra
-            rc = subprocess.call([sys.executable, str(HERE / 'world_experiments.py'), '--root', str(root), '--jobs', str(a.jobs), '--worlds', w,
-                                  '--seeds', *map(str, a.seeds), '--methods', *a.methods, '--tag', f'_n{n}{a.tag}', '--extra', *extra])
-            if rc: sys.exit(rc)
+            for m in a.methods:
+                extra = [f'data.feedback={root}/{w}/annotations/vanilla-seed{{seed}}-{a.layer}-n{n}.jsonl'] + a.extra
+                # GALS's counterfactual term keeps the weight searched for it on each world (world_gals_cf: 1 on 95%, 3 on 100%)
+                if m == 'gals_cf_feedback' and w == '100': extra.append('loss.counterfactual.weight=3')
+                rc = subprocess.call([sys.executable, str(HERE / 'world_experiments.py'), '--root', str(root), '--jobs', str(a.jobs), '--worlds', w,
+                                      '--seeds', *map(str, a.seeds), '--methods', m, '--tag', f'_n{n}{a.tag}', '--extra', *extra])
+                if rc: sys.exit(rc)
 
 def report(root, a):
     subprocess.check_call([sys.executable, str(HERE / 'world_experiments.py'), '--root', str(root), '--report', '--worlds', *a.worlds,
-                           '--methods', 'vanilla', 'gals', 'gals_cf', *a.methods, '--results', 'feedback_results'])
+                           '--methods', *a.methods, '--results', 'feedback_results'])
 
 if __name__ == '__main__': main()

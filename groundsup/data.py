@@ -165,6 +165,7 @@ class ImageDataset(Dataset):
         self.skipped: list[tuple[str, str]] = []
         if on_error == 'skip': self._drop_unreadable()
         self.map_shape = self._probe_maps() if maps is not None else None
+        self.extra_maps: dict = {}   # more map sources by item key (see `add_maps`): key -> (source, shape)
 
     @staticmethod
     def _ints(name, values):
@@ -206,9 +207,9 @@ class ImageDataset(Dataset):
     def _key(self, i):
         return {'img_id': lambda: self.img_ids[i], 'index': lambda: i, 'path': lambda: str(self.paths[i])}[self.map_key]()
 
-    def _lookup(self, key):
-        "Maps for `key` as float `P x h x w`, or None when the source has none."
-        src = self.maps
+    def _lookup(self, key, src=None):
+        "Maps for `key` as float `P x h x w`, or None when the source (default: `maps`) has none."
+        src = self.maps if src is None else src
         try: m = src[key] if hasattr(src, '__getitem__') else src(key)
         except MISSING_MAP_ERRORS: return None
         if m is None: return None
@@ -237,6 +238,19 @@ class ImageDataset(Dataset):
             raise ValueError(f"map for {self.map_key}={key!r} has {m.shape[0]} prompts, others have {self.map_shape[0]}")
         return m
 
+    def add_maps(self, name: str, # the item key the maps appear under (e.g. 'feedback'); not one of the item's own keys
+                 source: Any, # `source[key]` or `source(key)` -> `P x h x w` maps, by the same `map_key` as `maps`; missing: all zero
+                ):
+        "Give every item one more map, moved with the image by the transform like 'map' (e.g. per-image feedback maps)."
+        taken = {'image', 'label', 'group', 'index', 'img_id', 'path', 'map', 'mask', 'weight', *self.extras}
+        if name in taken: raise ValueError(f"add_maps: name={name!r} is taken by the items' own keys {sorted(taken)}")
+        if self.transform is not None and _is_v1_transform(self.transform):
+            raise TypeError(f"transform={type(self.transform).__name__} is a torchvision v1 transform: it cannot move maps with the image")
+        shape = next((tuple(m.shape) for i in range(len(self)) if (m := self._lookup(self._key(i), source)) is not None), None)
+        if shape is None: raise ValueError(f"add_maps({name!r}): the source has no map for any of the {len(self)} items (map_key={self.map_key!r})")
+        self.extra_maps[name] = (source, shape)
+        return self
+
     def _transform(self, sample):
         t = self.transform
         if t is None: t = v2.Compose(_to_float(False))
@@ -251,6 +265,9 @@ class ImageDataset(Dataset):
         W, H = img.size
         sample = {'image': img}
         if self.maps is not None: sample['map'] = GroundingMap(resize_maps(self.get_map(i)[None], (H, W))[0])
+        for k, (src, shape) in self.extra_maps.items():
+            m = self._lookup(self._key(i), src)
+            sample[k] = GroundingMap(resize_maps((torch.zeros(shape) if m is None else m)[None], (H, W))[0])
         if self.mask_paths is not None:
             mk = load_mask(self.mask_paths[i])
             if mk.shape[-2:] != (H, W): mk = TF.resize(tv_tensors.Mask(mk), [H, W])
@@ -259,7 +276,7 @@ class ImageDataset(Dataset):
         item = {'image': sample['image'].as_subclass(torch.Tensor), 'label': int(self.labels[i]), 'group': int(self.groups[i]),
                 'index': i, 'img_id': self.img_ids[i], 'path': str(self.paths[i])}
         item.update({k: int(v[i]) for k, v in self.extras.items()})
-        for k in ('map', 'mask'):
+        for k in ('map', 'mask', *self.extra_maps):
             if k in sample: item[k] = sample[k].as_subclass(torch.Tensor).float()
         return item
 

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['STATIC_NOTICE', 'CMAPS', 'SCORES', 'SCORE_TITLES', 'widgets_available', 'to_png', 'overlay', 'agreement_overlay',
-           'agreement_scores', 'clip_input', 'Comparison', 'Comparer', 'DatasetView', 'TrainingView', 'AuditView']
+           'agreement_scores', 'clip_input', 'Comparison', 'Comparer', 'DatasetView', 'TrainingView', 'AuditView',
+           'FeedbackView']
 
 # %% ../../nbs/10f_all_widgets.ipynb #2d63f9b3
 from .core import STATIC_NOTICE, CMAPS, SCORES, SCORE_TITLES, widgets_available
@@ -13,5 +14,6 @@ from .comparer import Comparison, Comparer
 from .dataset_view import DatasetView
 from .training_view import TrainingView
 from .audit_view import AuditView
+from .feedback_view import FeedbackView
 _all_ = ['STATIC_NOTICE', 'CMAPS', 'SCORES', 'SCORE_TITLES', 'widgets_available', 'to_png', 'overlay', 'agreement_overlay',
-         'agreement_scores', 'clip_input', 'Comparison', 'Comparer', 'DatasetView', 'TrainingView', 'AuditView']
+         'agreement_scores', 'clip_input', 'Comparison', 'Comparer', 'DatasetView', 'TrainingView', 'AuditView', 'FeedbackView']

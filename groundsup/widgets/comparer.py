@@ -257,7 +257,7 @@ class Comparer(Comparison):
         for k in names: self.panels[k].add_class(f'groundsup-panel-{k}')
         self.info, self.status = W.HTML(), W.HTML()
         for w, c in ((self.prompt_box, 'prompts'), (self.next_button, 'next'), (self.prev_button, 'prev'), (self.slider, 'slider'),
-                     (self.jump, 'jump'), (self.status, 'status'), (self.info, 'info')): w.add_class(f'groundsup-{c}')
+                     (self.jump, 'jump'), (self.status, 'status'), (self.info, 'info'), (self.count, 'count')): w.add_class(f'groundsup-{c}')
         self._set_view_options(prompts)
         self.prev_button.on_click(lambda _: self._step(-1)); self.next_button.on_click(lambda _: self._step(1))
         self.slider.observe(self._on_slider, 'value'); self.jump.observe(self._on_jump, 'value')

@@ -273,7 +273,7 @@ def test_feedback_keys(clip, data, tmp_path):
     pytest.importorskip('ipyevents')
     c = make(clip, data)
     fv = FeedbackView(c, tmp_path / 'a.jsonl')
-    assert fv.events.watched_events == ['keydown']
+    assert [e.watched_events for e in fv.events] == [['keydown']] * 2 and fv.events[0].source is c.panel_row
     fv._on_key({'type': 'keydown', 'key': 'n'}); assert fv.annotations.get(0)['answer'] == 'wrong' and c.index == 1
     fv._on_key({'type': 'keydown', 'key': 'y'}); assert fv.annotations.get(1)['answer'] == 'right'
     fv._on_key({'type': 'keydown', 'key': 'ArrowLeft'}); assert c.index == 1

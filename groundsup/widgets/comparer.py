@@ -268,11 +268,12 @@ class Comparer(Comparison):
             w.observe(lambda ch: self.refresh(), 'value')
         cols = [W.VBox([self.titles[k], self.panels[k]]) for k in names]
         row = lambda *ws: W.HBox(list(ws), layout=L(flex_flow='row wrap', align_items='center'))
+        self.panel_row = row(*cols)
         self.widget = W.VBox([row(self.prev_button, self.slider, self.next_button, self.jump, self.count),
                               row(self.group_filter, self.label_filter, self.misclassified),
                               row(self.prompt_box, self.grounding_method, self.grounding_layer, self.grounding_view),
                               row(self.attribution_method, self.target, self.opacity, self.colormap, self.threshold),
-                              row(*cols), self.info, self.status])
+                              self.panel_row, self.info, self.status])
         self.widget.add_class('groundsup-comparer')
 
     def _set_view_options(self, prompts):

@@ -28,7 +28,7 @@ class FeedbackView:
                  dataset: str | None = None, # the dataset's key (default: `dataset_key` of the comparer's dataset or image tensor)
                  score: str = 'rank_correlation', # the agreement score that `propose` ranks by (lowest first): one of SCORES
                  advance: str = 'next', # after an answer: 'next' (the next unanswered image in the comparer's order) or 'propose'
-                 keys: bool = True, # y / n / p / ← → while the pointer is over the widget (ipyevents)
+                 keys: bool = True, # y / n / p / ← → while the pointer is over the panels or the answer buttons (ipyevents)
                 ):
         if score not in SCORES: raise ValueError(f"score={score!r}: expected one of {SCORES}")
         if advance not in ('next', 'propose'): raise ValueError(f"advance={advance!r}: expected 'next' or 'propose'")
@@ -57,15 +57,15 @@ class FeedbackView:
         self.answer_filter.observe(lambda ch: c.refilter(), 'value')
         c.add_filter('answers', self._keep, lambda: setattr(self.answer_filter, 'value', 'all'))
         c.on_refresh.append(self._show_answer)
-        self.widget = W.VBox([W.HBox([self.right_button, self.wrong_button, self.clear_button, self.propose_button, self.answer_filter],
-                                     layout=L(flex_flow='row wrap', align_items='center')),
+        self.buttons = W.HBox([self.right_button, self.wrong_button, self.clear_button, self.propose_button])
+        self.widget = W.VBox([W.HBox([self.buttons, self.answer_filter], layout=L(flex_flow='row wrap', align_items='center')),
                               W.HBox([self.answer, W.HTML('&nbsp;·&nbsp;'), self.count]), c.widget])
         self.widget.add_class('groundsup-feedback-view')
-        self.events = None
+        self.events = []            # key events over the panels and the buttons only: text boxes and menus keep their keys
         if keys:
             from ipyevents import Event
-            self.events = Event(source=self.widget, watched_events=['keydown'])
-            self.events.on_dom_event(self._on_key)
+            self.events = [Event(source=w, watched_events=['keydown']) for w in (c.panel_row, self.buttons)]
+            for e in self.events: e.on_dom_event(self._on_key)
         self._show_answer()
 
     def _keep(self):

@@ -1,4 +1,4 @@
-"The comparer in a real browser: JupyterLab on 127.0.0.1, a notebook that builds it on the shipped world, headless Chromium via playwright."
+"The comparer and its yes/no answers in a real browser: JupyterLab on 127.0.0.1, a notebook that builds them on the shipped world, headless Chromium via playwright."
 import json, os, secrets, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
@@ -17,12 +17,14 @@ import torch
 from groundsup.world import make_world, load_world_clip, OBJECT_PROMPT
 from groundsup.data import WaterbirdsDataset
 from groundsup.train import toy_net
-from groundsup.widgets import Comparer
+from groundsup.widgets import Comparer, FeedbackView
 root = make_world('world', n_train=0, n_val=0, n_test=8, size=112, progress=False)
 torch.manual_seed(0)
 cmp = Comparer(WaterbirdsDataset(root, 'test'), load_world_clip(device='cpu'), toy_net(2), prompts=[OBJECT_PROMPT],
-               classes=['round', 'angular'], group_names=['round on land', 'round on water', 'angular on land', 'angular on water'])
-cmp
+               classes=['round', 'angular'], group_names=['round on land', 'round on water', 'angular on land', 'angular on water'],
+               threads=1)
+fv = FeedbackView(cmp, 'answers.jsonl')
+fv
 """
 
 def _free_port() -> int:
@@ -95,6 +97,11 @@ def _wait_ready(page, timeout=120_000):
                            "return s && s.textContent.includes('ready') && !document.querySelector('.groundsup-comparer.groundsup-busy'); }",
                            timeout=timeout)
 
+def _wait_text(page, sel, text, timeout=120_000):
+    "Wait until the element `sel` contains `text`."
+    page.wait_for_function("([s, t]) => { const e = document.querySelector(s); return e && e.textContent.includes(t); }",
+                           arg=[sel, text], timeout=timeout)
+
 def test_comparer_in_jupyterlab(lab):
     from playwright.sync_api import sync_playwright
     url, token, tmp = lab
@@ -162,6 +169,60 @@ def test_comparer_in_jupyterlab(lab):
             _wait_ready(page)
             assert '#5' in page.inner_text('.groundsup-comparer')
             page.screenshot(path=str(ARTIFACTS/'comparer_jump_5.png'), full_page=True)
+
+            # yes/no answers: a click answers about the shown map, saves it and moves to the next image
+            answers = tmp/'answers.jsonl'
+            old = _src(page, 'groundsup-panel-image')
+            t = time.perf_counter(); page.locator('button.groundsup-wrong').click()
+            _wait_text(page, '.groundsup-answer-count', '1 answered: 1 wrong, 0 right · 7 left')
+            timings['answer_s'] = _wait_src_change(page, 'groundsup-panel-image', old, t)
+            _wait_ready(page)
+            timings['answer_kernel_status'] = page.inner_text('.groundsup-status')
+            recs = [json.loads(l) for l in answers.read_text().splitlines()[1:]]
+            assert [r['answer'] for r in recs] == ['wrong'] and page.input_value('.groundsup-jump input') == '6'
+            assert 'not answered' in page.inner_text('.groundsup-answer')
+            # ... and a key (ipyevents: while the pointer is over the view), which JupyterLab does not also take
+            page.hover('img.groundsup-panel-attention')
+            cells = page.locator('.jp-Cell').count()
+            old = _src(page, 'groundsup-panel-image')
+            t = time.perf_counter(); page.keyboard.press('y')
+            _wait_text(page, '.groundsup-answer-count', '2 answered: 1 wrong, 1 right · 6 left')
+            timings['key_answer_s'] = _wait_src_change(page, 'groundsup-panel-image', old, t)
+            _wait_ready(page)
+            assert [json.loads(l)['answer'] for l in answers.read_text().splitlines()[1:]] == ['wrong', 'right']
+            assert page.locator('.jp-Cell').count() == page.locator('.jp-CodeCell').count() == cells   # the key did not reach JupyterLab
+            page.screenshot(path=str(ARTIFACTS/'feedback_answered.png'), full_page=True)
+
+            # the filter: only the images answered "wrong"
+            t = time.perf_counter(); page.select_option('.groundsup-answer-filter select', 'wrong')
+            _wait_text(page, '.groundsup-count', 'image 1 of 1 (of 8)')
+            timings['filter_s'] = time.perf_counter() - t
+            _wait_text(page, '.groundsup-answer', 'answered wrong')
+            _wait_ready(page)
+            assert page.input_value('.groundsup-jump input') == '5'
+            page.screenshot(path=str(ARTIFACTS/'feedback_filter_wrong.png'), full_page=True)
+            page.select_option('.groundsup-answer-filter select', 'all')
+            _wait_text(page, '.groundsup-count', 'image 6 of 8')
+
+            # restart the kernel, run the cell again: the answers are reloaded from the file
+            page.evaluate("() => document.querySelectorAll('.groundsup-feedback-view').forEach(e => e.classList.add('groundsup-old'))")
+            page.locator('.jp-Cell .jp-InputArea-editor').first.click()
+            page.keyboard.press('Escape'); page.keyboard.press('0'); page.keyboard.press('0')      # command mode: restart the kernel
+            page.locator('.jp-Dialog button', has_text='Restart').click()
+            time.sleep(2)
+            page.wait_for_function("() => /\\|\\s*Idle/.test(document.body.innerText)", timeout=120_000)
+            time.sleep(1)
+            page.locator('.jp-Cell .jp-InputArea-editor').first.click()
+            t = time.perf_counter(); page.keyboard.press('Shift+Enter')
+            page.wait_for_selector('.groundsup-feedback-view:not(.groundsup-old)', timeout=180_000)
+            _wait_text(page, '.groundsup-feedback-view:not(.groundsup-old) .groundsup-answer-count', '2 answered: 1 wrong, 1 right · 6 left', 180_000)
+            _wait_ready(page, 180_000)
+            timings['reload_after_restart_s'] = time.perf_counter() - t
+            page.select_option('.groundsup-answer-filter select', 'right')
+            _wait_text(page, '.groundsup-count', 'image 1 of 1 (of 8)')
+            _wait_text(page, '.groundsup-answer', 'answered right')          # set once the image is shown
+            assert page.input_value('.groundsup-jump input') == '6'
+            page.screenshot(path=str(ARTIFACTS/'feedback_reloaded.png'), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS/'failure.png'), full_page=True); raise
         finally:

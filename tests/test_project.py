@@ -76,13 +76,23 @@ def test_every_numbered_notebook_exports_a_module():
 def test_modules_import_only_lower_numbered_notebooks():
     "Each notebook is one room: its module may import groundsup modules of lower-numbered notebooks only."
     rank = {_exported_module(nb): _rank(nb) for nb in _notebooks()}
+    def owner(name):   # 'groundsup.widgets.core.x' -> 'widgets.core', the longest exported module it names
+        parts = name.split('.')[1:]
+        for k in range(len(parts), 0, -1):
+            m = '.'.join(parts[:k])
+            if m in rank: return m
+            if f'{m}.__init__' in rank: return f'{m}.__init__'
     for mod, r in rank.items():
+        package = ['groundsup'] + mod.split('.')[:-1]        # what a relative import starts from
         tree = ast.parse((ROOT/'groundsup'/(mod.replace('.', '/') + '.py')).read_text())
         for node in ast.walk(tree):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                     [node.module or ''] if isinstance(node, ast.ImportFrom) and node.level == 0 else
-                     [f"groundsup.{node.module or ''}".rstrip('.')] if isinstance(node, ast.ImportFrom) else [])
+            if isinstance(node, ast.Import): names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0: names = [node.module or '']
+            elif isinstance(node, ast.ImportFrom):
+                base = '.'.join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+                names = [base] if node.module else [f'{base}.{a.name}' for a in node.names]
+            else: continue
             for n in names:
                 if not n.startswith('groundsup.'): continue
-                dep = n.split('.', 1)[1].split('.')[0]
-                if dep in rank: assert rank[dep] < r, f"groundsup.{mod} (notebook {r}) imports groundsup.{dep} (notebook {rank[dep]})"
+                dep = owner(n)
+                if dep and dep != mod: assert rank[dep] < r, f"groundsup.{mod} (notebook {r}) imports groundsup.{dep} (notebook {rank[dep]})"

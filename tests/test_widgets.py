@@ -207,3 +207,74 @@ def test_threads_restored(clip, data):
     Comparer(data[0], clip, Probe(), threads=1)
     assert seen and set(seen) == {1} and torch.get_num_threads() == old
     with pytest.raises(ValueError, match='threads=0'): Comparer(data[0], clip, toy_net(2), threads=0)
+
+# ---------- yes/no answers (FeedbackView) ----------
+import json
+from groundsup.widgets import FeedbackView
+from groundsup.feedback import map_hash
+
+def test_answers_are_saved_and_move_on(clip, data, tmp_path):
+    c = make(clip, data)
+    fv = FeedbackView(c, tmp_path / 'a.jsonl', keys=False)
+    shown = c.last['attention']
+    fv.wrong_button.click()
+    lines = (tmp_path / 'a.jsonl').read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])['id'] == 0 and json.loads(lines[1])['answer'] == 'wrong'
+    assert json.loads(lines[1])['map_hash'] == map_hash(shown)                  # the map that was shown
+    assert c.index == 1 and 'not answered' in fv.answer.value
+    fv.right_button.click(); assert c.index == 2
+    c.index = 0; assert 'wrong' in fv.answer.value                              # an answered image shows its answer
+    fv.give('right'); assert fv.annotations.get(0)['answer'] == 'right' and c.index == 2   # re-answered; the next unanswered
+    assert c.timings['answer_and_next'] > 0 and c.timings['answer_and_next_cpu'] < 0.3
+    assert fv.count.value == f'2 answered: 0 wrong, 2 right · {N - 2} left'
+
+def test_answers_reload_filter_and_count(clip, data, tmp_path):
+    c = make(clip, data)
+    fv = FeedbackView(c, tmp_path / 'a.jsonl', keys=False)
+    for a in ('wrong', 'right', 'wrong'): fv.give(a)                          # images 0, 1, 2
+    c2 = make(clip, data, index=2)                                             # as after a kernel restart
+    fv2 = FeedbackView(c2, tmp_path / 'a.jsonl', keys=False)
+    assert fv2.annotations.counts() == {'right': 1, 'wrong': 2} and 'wrong' in fv2.answer.value
+    assert fv2.count.value == f'3 answered: 2 wrong, 1 right · {N - 3} left'
+    fv2.answer_filter.value = 'wrong'; assert c2._positions == [0, 2]
+    fv2.answer_filter.value = 'right'; assert c2._positions == [1] and c2.index == 1
+    fv2.answer_filter.value = 'unanswered'; assert c2._positions == [3, 4, 5] and c2.index == 3
+    fv2.give('right'); assert c2._positions == [4, 5] and c2.index == 4        # the answered image leaves the filter
+    c2.index = 0                                                                # an image the filter hides: the filter is reset
+    assert fv2.answer_filter.value == 'all' and c2.index == 0 and len(c2._positions) == N
+    fv2.answer_filter.value = 'unanswered'; c2.group_filter.value = 1         # filters combine: group 1 is images 1 and 5
+    assert c2._positions == [5]
+
+def test_propose_picks_the_most_disagreeing_unanswered(clip, data, tmp_path):
+    c = make(clip, data)
+    fv = FeedbackView(c, tmp_path / 'a.jsonl', keys=False, score='energy_inside')
+    s = c.scores(range(N))['energy_inside'].nan_to_num(float('inf'))
+    order = sorted(range(N), key=lambda i: (float(s[i]), i))
+    assert fv.propose() == order[0] and c.index == order[0]
+    fv.give('wrong')
+    assert fv.propose() == order[1]                                             # the answered one is skipped
+    fv2 = FeedbackView(make(clip, data), tmp_path / 'b.jsonl', keys=False, advance='propose', score='energy_inside')
+    fv2.give('right'); assert fv2.comparer.index == order[0] or order[0] == 0 and fv2.comparer.index == order[1]
+    for _ in range(N): fv.give('right')
+    assert fv.propose() is None and 'every image' in c.status.value
+
+def test_annotations_for_another_dataset_are_refused(clip, data, tmp_path):
+    c = make(clip, data)
+    FeedbackView(c, tmp_path / 'a.jsonl', keys=False).give('wrong')
+    other = Comparer(data[0][:4], clip, toy_net(2), attribution='saliency')      # other images: another dataset key
+    with pytest.raises(ValueError, match=r'a\.jsonl was made for another dataset'): FeedbackView(other, tmp_path / 'a.jsonl', keys=False)
+    f = tmp_path / 'b.jsonl'
+    FeedbackView(c, f, keys=False).give('wrong')
+    key = json.loads(f.read_text().splitlines()[0])['dataset']
+    f.write_text(f.read_text() + json.dumps({'id': 99, 'answer': 'wrong', 'map_hash': '0' * 16, 'time': 'x'}) + '\n')
+    with pytest.raises(ValueError, match=r'b\.jsonl: 1 id\(s\) are not images of this dataset'): FeedbackView(c, f, keys=False, dataset=key)
+
+def test_feedback_keys(clip, data, tmp_path):
+    pytest.importorskip('ipyevents')
+    c = make(clip, data)
+    fv = FeedbackView(c, tmp_path / 'a.jsonl')
+    assert [e.watched_events for e in fv.events] == [['keydown']] * 2 and fv.events[0].source is c.panel_row
+    fv._on_key({'type': 'keydown', 'key': 'n'}); assert fv.annotations.get(0)['answer'] == 'wrong' and c.index == 1
+    fv._on_key({'type': 'keydown', 'key': 'y'}); assert fv.annotations.get(1)['answer'] == 'right'
+    fv._on_key({'type': 'keydown', 'key': 'ArrowLeft'}); assert c.index == 1
+    fv._on_key({'type': 'keydown', 'key': 'q'}); assert len(fv.annotations) == 2        # other keys: nothing

@@ -278,3 +278,14 @@ def test_feedback_keys(clip, data, tmp_path):
     fv._on_key({'type': 'keydown', 'key': 'y'}); assert fv.annotations.get(1)['answer'] == 'right'
     fv._on_key({'type': 'keydown', 'key': 'ArrowLeft'}); assert c.index == 1
     fv._on_key({'type': 'keydown', 'key': 'q'}); assert len(fv.annotations) == 2        # other keys: nothing
+
+def test_attribution_layer(clip, data):
+    from groundsup.models import build_model
+    images, labels, groups, masks = data
+    torch.manual_seed(0)
+    net = build_model('resnet_small', 2, pretrained=False).eval()
+    grid = lambda **kw: tuple(Comparer(images, clip, net, labels=labels, attribution='gradcam', **kw).attention([0]).shape[-2:])
+    assert grid() == (3, 3) and grid(attribution_layer='layer3') == (6, 6)       # 48 px: layer4 is 3 x 3, layer3 6 x 6
+    with pytest.raises(ValueError, match='nope'): Comparer(images, clip, net, attribution_layer='nope')
+    c = Comparer(images, clip, net, labels=labels, attribution='saliency', attribution_layer='layer3')   # not used by saliency
+    assert tuple(c.attention([0]).shape[-2:]) == (48, 48)

@@ -14,7 +14,7 @@ import matplotlib
 import ipywidgets as W
 from ..core import combine_maps, normalize_maps, resize_maps
 from ..grounding import CLIPBundle, MapCache, ground
-from ..attribution import METHODS as ATTRIBUTION_METHODS, attribute
+from ..attribution import METHODS as ATTRIBUTION_METHODS, attribute, resolve_layer
 from ..plots import attention_grid
 from .core import CMAPS, _LRU, _Source, _eval_mode, _fmt, _names, _show, _threads
 from .core import agreement_overlay, agreement_scores, clip_input, overlay, to_png
@@ -38,6 +38,7 @@ class Comparison:
                  model_transform: Callable | None = None, # raw images -> classifier inputs (default: unchanged)
                  clip_transform: Callable | None = None, # raw images -> CLIP inputs (default: `clip_input`)
                  attribution: str = 'gradcam', # attribution method (any of `groundsup.attribution.METHODS`)
+                 attribution_layer: str | None = None, # the classifier layer of layer-based methods (GradCAM family); None: the attribution default (layer4)
                  target='pred', # 'pred', 'true' or a class index
                  threshold: float = 0.5, # the grounded region is where the grounding is at least this
                  batch_size: int = 16, # images per batch when scoring many images
@@ -48,6 +49,8 @@ class Comparison:
         self.model_transform = model_transform or (lambda x: x)
         self.clip_transform = clip_transform or (lambda x: clip_input(clip, x))
         if attribution not in ATTRIBUTION_METHODS: raise ValueError(f"attribution={attribution!r}: expected one of {tuple(ATTRIBUTION_METHODS)}")
+        if attribution_layer is not None: resolve_layer(model, attribution_layer)     # a name the model does not have fails here, not on the first image
+        self.attribution_layer = attribution_layer
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads={threads!r}: expected a positive int or None")
         self.calls = Counter()      # what was computed or rendered, for tests and the curious
@@ -137,7 +140,8 @@ class Comparison:
             part = todo[b:b + self.batch_size]
             x = self.model_transform(self.src.batch([k[0] for k in part])).to(self.device)
             cls = torch.tensor([k[2] for k in part], device=self.device)
-            with _eval_mode(self.model), _threads(self.threads): maps = attribute(self.model, x, cls, method=method).detach().cpu()
+            kw = {'layer': self.attribution_layer} if self.attribution_layer is not None and ATTRIBUTION_METHODS[method].uses_layer else {}
+            with _eval_mode(self.model), _threads(self.threads): maps = attribute(self.model, x, cls, method=method, **kw).detach().cpu()
             for k, m in zip(part, maps): self._attn.put(k, m)
             self.calls['attribute'] += len(part)
         return torch.stack([self._attn.get(k) for k in keys])
@@ -183,6 +187,7 @@ class Comparer(Comparison):
                  model_transform: Callable | None = None, # raw images -> classifier inputs (default: unchanged)
                  clip_transform: Callable | None = None, # raw images -> CLIP inputs (default: `clip_input`)
                  attribution: str = 'gradcam', # attribution method (any of `groundsup.attribution.METHODS`)
+                 attribution_layer: str | None = None, # the classifier layer of layer-based methods (GradCAM family); None: the attribution default (layer4)
                  target='pred', # 'pred', 'true' or a class index
                  threshold: float = 0.5, # the grounded region is where the grounding is at least this
                  cmap: str = 'jet', # colormap of the maps
@@ -194,7 +199,7 @@ class Comparer(Comparison):
                 ):
         if cmap not in CMAPS: raise ValueError(f"cmap={cmap!r}: expected one of {CMAPS}")
         super().__init__(source, clip, model, prompts, labels, groups, masks, classes, cache, model_transform, clip_transform,
-                         attribution, target, threshold, batch_size, threads)
+                         attribution, attribution_layer, target, threshold, batch_size, threads)
         self.group_names, self.display_size = group_names, int(display_size)
         self.timings = {}           # seconds of the last refresh, by part
         self.error = None           # the last error shown in the status line

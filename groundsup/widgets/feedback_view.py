@@ -36,7 +36,7 @@ class FeedbackView:
         src = c.src
         self.ids = list(src.img_ids) if src.img_ids is not None else list(range(src.n))
         if dataset is None: dataset = dataset_key(src.dataset if src.dataset is not None else src.images)
-        self.annotations = Annotations(path, self.ids, dataset, meta={'attribution': c.attribution_method.value})
+        self.annotations = Annotations(path, self.ids, dataset, meta={'attribution': c.attribution_method.value, 'attribution_layer': c.attribution_layer})
         self.score, self.advance = score, advance
         L = W.Layout
         self.right_button = W.Button(description='✓ attention looks right (y)', button_style='success', layout=L(width='220px'),

@@ -260,6 +260,16 @@ def feedback_keep(feedback: torch.Tensor, # `B x 1 x h x w` signed feedback maps
     keep = torch.where((sign < 0)[:, None, None, None], 1 - region, region)
     return keep, (sign != 0) & (region.flatten(1).amax(1) > 0)
 
+def _gradcam_loss(model, x, labels, targets, term, mode, rows=None):
+    "`attention_map_loss` of the classifier's differentiable GradCAM of `labels` against `targets`, the mean over `term.layer`'s layers; `rows`: keep only those images' maps."
+    # the same `attribute` the widgets show, with create_graph=True; on the inner module under DDP
+    net = getattr(model, 'module', model)
+    layers = term.layer if isinstance(term.layer, list) else [term.layer]
+    def cam(layer):
+        a = attribute(net, x.detach(), labels, method='gradcam', layer=layer, create_graph=True)
+        return a if rows is None else a[rows]
+    return sum(attention_map_loss(cam(ly), targets, None, mode, term.criterion) for ly in layers) / len(layers)
+
 def _output(out, name):
     "Field `name` of a model output: a logits tensor, a dict, or a named tuple such as ABN's (None when absent)."
     if torch.is_tensor(out): return out if name == 'logits' else None
@@ -315,11 +325,7 @@ class AttentionLoss:
             term = self.gradcam
             t, v = self._targets(term, batch, size, 'gradcam')
             if v.any():
-                # the same `attribute` the widgets show, with create_graph=True; on the inner module under DDP
-                net = getattr(model, 'module', model)
-                layers = term.layer if isinstance(term.layer, list) else [term.layer]
-                l = sum(attention_map_loss(attribute(net, x[v].detach(), batch['label'][v], method='gradcam', layer=ly, create_graph=True),
-                                           t[v], None, term.mode, term.criterion) for ly in layers) / len(layers)
+                l = _gradcam_loss(model, x[v], batch['label'][v], t[v], term, term.mode)
                 total = total + term.weight * l; parts['gradcam'] = l.detach()
         if self.counterfactual is not None:
             term = self.counterfactual
@@ -337,11 +343,8 @@ class AttentionLoss:
                 if term.form == 'counterfactual':   # the swapped region's pixels come from the next image of the batch, answered or not
                     l = counterfactual_loss(model, x, logits, batch['label'], keep[i], i, (i + 1) % len(x), term.criterion, term.fill)
                 else:                               # CRAYON-ATTENTION: the classifier's GradCAM outside the kept region is suppressed
-                    net = getattr(model, 'module', model)
-                    layers = term.layer if isinstance(term.layer, list) else [term.layer]
                     # on the whole batch (batch norm sees the usual batch), then the answered images' maps
-                    l = sum(attention_map_loss(attribute(net, x.detach(), batch['label'], method='gradcam', layer=ly, create_graph=True)[i],
-                                               keep[i], None, 'suppress_outside', term.criterion) for ly in layers) / len(layers)
+                    l = _gradcam_loss(model, x, batch['label'], keep[i], term, 'suppress_outside', rows=i)
                 total = total + term.weight * l; parts['feedback'] = l.detach()
         if self.abn_supervision is not None or self.abn_classification is not None:
             att, branch = _output(out, 'attention'), _output(out, 'branch_logits')

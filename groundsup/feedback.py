@@ -13,6 +13,7 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import atomic_write
 from .metrics import energy_inside
+from .grounding import file_records, content_digest
 
 # %% auto #0
 __all__ = ['ANSWERS', 'map_hash', 'dataset_key', 'Annotations', 'simulated_answer', 'propose', 'simulate_annotations']
@@ -29,17 +30,17 @@ def map_hash(attention: torch.Tensor, # the attention map that was shown (`1 x h
     h = hashlib.sha256(str(tuple(a.shape)).encode()); h.update(a.numpy().tobytes())
     return h.hexdigest()[:16]
 
-def dataset_key(dataset, # a dataset with `img_ids` (and `paths`: their file sizes count), or raw `B x 3 x H x W` images
+def dataset_key(dataset, # a dataset with `img_ids` (and `paths`: their files' contents count), or raw `B x 3 x H x W` images
                ) -> str:
-    "A short key naming a dataset by its image ids and file sizes (or a tensor's bytes): what an annotations file was made for."
+    "A short key naming a dataset by its image ids and the images' contents (or a tensor's bytes): what an annotations file was made for."
     h = hashlib.sha256()
     if isinstance(dataset, torch.Tensor): h.update(str(tuple(dataset.shape)).encode()); h.update(dataset.detach().float().cpu().numpy().tobytes())
     else:
         ids = getattr(dataset, 'img_ids', None)
         if ids is None: raise TypeError(f"dataset_key: {type(dataset).__name__} has no img_ids; pass a groundsup dataset or an image tensor")
-        paths = getattr(dataset, 'paths', None)
-        for k, i in enumerate(ids):
-            h.update(f"{i}\t{os.path.getsize(paths[k]) if paths is not None else ''}\n".encode())
+        h.update('\n'.join(map(str, ids)).encode())
+        paths = getattr(dataset, 'paths', None)   # the files' contents, as the grounding cache identifies its images
+        if paths is not None: h.update(content_digest(file_records(paths)).encode())
     return f"{len(dataset)}:{h.hexdigest()[:16]}"
 
 # %% ../nbs/06a_feedback.ipynb #08e739df

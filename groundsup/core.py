@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #e5328713
 from __future__ import annotations
-import json, os, random, uuid
+import hashlib, json, os, random, re, uuid
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['COMBINE_MODES', 'default_device', 'seed_everything', 'atomic_write', 'write_json', 'read_json', 'normalize_maps',
-           'resize_maps', 'nonzero_maps', 'combine_maps']
+__all__ = ['COMBINE_MODES', 'default_device', 'seed_everything', 'atomic_write', 'write_json', 'read_json', 'seal_text',
+           'write_sealed', 'read_sealed', 'normalize_maps', 'resize_maps', 'nonzero_maps', 'combine_maps']
 
 # %% ../nbs/00_core.ipynb #880e8863
 def default_device(device: str | torch.device | None = None, # "cpu", "cuda", "cuda:1", "mps", or None to pick the best available
@@ -84,6 +84,38 @@ def read_json(path: str | os.PathLike, # a JSON file
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: {what} is damaged and cannot be read ({e}); delete it (or restore it) and rerun") from None
+
+# %% ../nbs/00_core.ipynb #c6ad2f51
+_SEAL = '# groundsup: end of file; sha256 of the text above: '
+
+def seal_text(text: str, # the file's content
+             ) -> str: # `text` (ending in a newline) plus one end line with its digest
+    "Append an end line carrying `text`'s digest, so that a copy cut short anywhere is told apart from a whole one."
+    if not text.endswith('\n'): text += '\n'
+    return f"{text}{_SEAL}{hashlib.sha256(text.encode()).hexdigest()[:16]}\n"
+
+def write_sealed(path: str | os.PathLike, # the file to (re)write atomically
+                 text: str, # its content (e.g. YAML); must not already end with an end line
+                ) -> Path: # `path`
+    "Write `seal_text(text)` with `atomic_write`; read it back with `read_sealed`."
+    text = seal_text(text)
+    return atomic_write(path, lambda f: Path(f).write_text(text))
+
+def read_sealed(path: str | os.PathLike, # a file written by `write_sealed`
+                what: str = 'file', # what the file is, for the error message (e.g. 'run config')
+               ) -> str: # its text without the end line
+    "The text of a sealed file; a missing file, or one cut short or changed anywhere, raises an error that names it."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{path}: no such {what}")
+    try: text = path.read_text()
+    except UnicodeDecodeError as e: text, why = None, f"not text: {e}"
+    if text is not None:
+        body, _, last = text.rstrip('\n').rpartition('\n')
+        m = re.fullmatch(re.escape(_SEAL) + r'([0-9a-f]{16})', last)
+        if not m: why = "its end line is missing: cut short, or written by hand or by a groundsup from before run configs were sealed"
+        elif hashlib.sha256((body + '\n').encode()).hexdigest()[:16] != m[1]: why = "its content does not match its end line: cut short or edited"
+        else: return body + '\n'
+    raise ValueError(f"{path}: {what} is damaged ({why}); delete it (or restore it) and rerun")
 
 # %% ../nbs/00_core.ipynb #7f8ae84c
 def _check_maps(maps, name='maps', ndim=None):

@@ -12,7 +12,7 @@ from typing import Optional, Any
 import torch
 from omegaconf import OmegaConf, DictConfig, MISSING
 from omegaconf.errors import OmegaConfBaseException
-from .core import seed_everything, default_device, atomic_write, write_json, read_json
+from .core import seed_everything, default_device, atomic_write, write_json, read_json, write_sealed, read_sealed
 from .grounding import load_clip, ground_dataset, MapCache
 from .data import load_image, WaterbirdsDataset, Food101Subset, CSVDataset, train_transform, eval_transform, gals_transform, sample_weights
 from .losses import AttentionLoss, Term
@@ -459,9 +459,10 @@ def claim_out(cfg: DictConfig, # the experiment about to run
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"out={str(out)!r} is a file, not a folder")
     saved_f = out/'config.yaml'
     if saved_f.is_file() and _run_folders(out):
-        try: saved = OmegaConf.load(saved_f); changed = config_changes(saved, cfg)
+        try: saved = OmegaConf.create(read_sealed(saved_f, 'run config')); changed = config_changes(saved, cfg)
         except Exception as e:
-            if not restart: raise ValueError(f"{saved_f}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            msg = str(e).splitlines()[0] if str(saved_f) in str(e) else f"{saved_f}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0]})"
+            if not restart: raise ValueError(f"{msg.removesuffix('; delete it (or restore it) and rerun')}; "
                                              "restart (groundsup train --restart) or choose another out") from None
             changed = ['config.yaml']
         if changed:
@@ -474,5 +475,5 @@ def claim_out(cfg: DictConfig, # the experiment about to run
             for p in _run_folders(out): shutil.rmtree(p)
             for n in ('summary.json', 'summary.md'): (out/n).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(saved_f, lambda f: Path(f).write_text(OmegaConf.to_yaml(cfg)))
+    write_sealed(saved_f, OmegaConf.to_yaml(cfg))
     return out

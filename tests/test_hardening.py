@@ -112,25 +112,57 @@ def test_damaged_shard_stops_training_before_any_work(tmp_path, capsys):
         assert main(['ground', '--config', 'world_gals', '--device', 'cpu', '--quiet'] + _world(tmp_path, *g)) == 0
 
 # ---------------------------------------------------------------- case 5: metadata files cut short
-def _cut(f: Path): f.write_text(f.read_text()[:max(5, len(f.read_text()) // 2)])
+def _cuts(text: str) -> list[int]:
+    "Where to cut a file: at line breaks a quarter, half and three quarters in (cuts that YAML may still parse), and mid-line."
+    breaks = [i + 1 for i, ch in enumerate(text) if ch == '\n']
+    at_lines = [breaks[int(len(breaks) * q)] for q in (0.25, 0.5, 0.75)] if len(breaks) >= 4 else breaks[:-1]
+    return sorted(set(at_lines + [len(text) // 2 + 1, 5]))
+
+def _parses(f: Path, text: str) -> bool:
+    import yaml
+    try: (yaml.safe_load if f.suffix == '.yaml' else json.loads)(text); return True
+    except Exception: return False
 
 def test_cut_short_metadata_files_are_named(tmp_path, capsys):
+    """Every metadata file the runner reads back, cut short anywhere (at line breaks too, where YAML still parses),
+    is named as damaged: whatever the temporary folder's path (it is in the files, so its length moves the cuts)."""
     ov = _world(tmp_path, 'train.ckpt_every=1')
     assert main(['train', '--config', 'world_vanilla', '--device', 'cpu', '--quiet'] + ov) == 0
     run = tmp_path/'run'
+    still_parsed = []
     for f in [tmp_path/'w'/'world.json', run/'seed0'/'config.json', run/'seed0'/'last'/'state.json', run/'config.yaml']:
-        keep = f.read_text(); _cut(f); capsys.readouterr()
-        assert main(['train', '--config', 'world_vanilla', '--device', 'cpu', '--quiet'] + ov) == 1, f
-        err, lines = _err(capsys)
-        assert len(lines) == 1 and str(f) in err, (f, err)
+        keep = f.read_text()
+        for n in _cuts(keep):
+            f.write_text(keep[:n]); capsys.readouterr()
+            if _parses(f, keep[:n]): still_parsed.append((f.name, n))
+            assert main(['train', '--config', 'world_vanilla', '--device', 'cpu', '--quiet'] + ov) == 1, (f, n)
+            err, lines = _err(capsys)
+            assert len(lines) == 1 and str(f) in err and 'damaged' in err, (f, n, err)
         f.write_text(keep)
-    s = run/'summary.json'; keep = s.read_text(); _cut(s)
+    assert any(name == 'config.yaml' for name, _ in still_parsed), still_parsed   # the case that once passed as "another config"
+    assert main(['train', '--config', 'world_vanilla', '--device', 'cpu', '--quiet'] + ov) == 0               # restored: resumes
+    s = run/'summary.json'; keep = s.read_text()
     from groundsup.core import read_json
-    with pytest.raises(ValueError, match='summary.json'): read_json(s)
+    for n in _cuts(keep):
+        s.write_text(keep[:n])
+        with pytest.raises(ValueError, match='summary.json'): read_json(s)
     # and a damaged --config file
     y = tmp_path/'exp.yaml'; y.write_text('data:\n  root: [w\n')
     assert main(['train', '--config', str(y)]) == 1
     err, lines = _err(capsys); assert len(lines) == 1 and 'exp.yaml' in err and 'YAML' in err
+
+@pytest.mark.parametrize('depth', [0, 7])
+def test_cut_config_yaml_is_damaged_under_any_folder(tmp_path, depth):
+    "A run's config.yaml cut at every line break is refused as damaged, under folders of different path lengths."
+    from groundsup.experiment import load_config, claim_out
+    out = tmp_path.joinpath(*['d' * (k + 1) for k in range(depth)], 'run')
+    cfg = load_config('world_vanilla', [f'data.root={tmp_path}/w', f'out={out}'])
+    claim_out(cfg); (out/'seed0'/'last').mkdir(parents=True)
+    f = out/'config.yaml'; keep = f.read_text()
+    for n in [i + 1 for i, ch in enumerate(keep[:-1]) if ch == '\n']:
+        f.write_text(keep[:n])
+        with pytest.raises(ValueError, match=f'{f}: run config is damaged'): claim_out(cfg)
+    f.write_text(keep); assert claim_out(cfg) == out
 
 def test_world_and_summaries_are_written_atomically(tmp_path, monkeypatch):
     "A write that fails half-way (a full disk, a kill) leaves the previous world.json / summary.json whole."

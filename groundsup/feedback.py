@@ -4,11 +4,12 @@
 
 # %% ../nbs/06a_feedback.ipynb #447cb5bb
 from __future__ import annotations
-import datetime, hashlib, json, math, os
+import contextlib, datetime, hashlib, json, math, os, warnings
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import atomic_write
@@ -44,38 +45,52 @@ def dataset_key(dataset, # a dataset with `img_ids` (and `paths`: their files' c
     return f"{len(dataset)}:{h.hexdigest()[:16]}"
 
 # %% ../nbs/06a_feedback.ipynb #08e739df
-_HEADER = {'groundsup': 'annotations', 'version': 1}
+_HEADER = {'groundsup': 'annotations', 'version': 2}
+_FIELDS = {'id', 'answer', 'map_hash', 'time'}
 
-def _now() -> str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+def _now() -> str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='microseconds')
 
 class Annotations:
-    "Yes/no answers about attention maps, one JSON line per image, rewritten atomically after every answer (see the notebook)."
+    "Yes/no answers about attention maps, one JSON line per image; every write merges with the file under a lock (see the notebook)."
     def __init__(self,
                  path: str | os.PathLike, # the annotations file (`.jsonl`); made when missing, else reloaded and checked
                  ids: Sequence, # the image ids of the dataset being annotated (`dataset.img_ids`)
                  dataset: str, # the dataset's key (`dataset_key(dataset)`); a file made for another key is refused
                  meta: dict | None = None, # settings to record (e.g. {'attribution': 'gradcam'}); a reopened file must agree on the keys given
+                 timeout: float = 30, # seconds to wait for another writer's lock before giving up with an error
                 ):
         self.path = Path(path)
         self.ids = list(ids)
         self._known = set(self.ids)
         if len(self._known) != len(self.ids): raise ValueError(f"{self.path}: the dataset's ids are not unique")
-        self.dataset, self.meta = str(dataset), dict(meta or {})
+        self.dataset, self.meta, self.timeout = str(dataset), dict(meta or {}), timeout
         self.records: dict = {}
-        if self.path.exists(): self._load()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._save()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            if self.path.exists(): self.records = self._read()
+            else: self._write()
 
     @property
     def maps_dir(self) -> Path: return self.path.with_name(self.path.name + '.maps')
 
-    def _load(self):
+    @contextlib.contextmanager
+    def _locked(self):
+        "Hold the cross-process lock of this file (`<file>.lock`, via filelock): one writer at a time reads, merges and rewrites."
+        lock = FileLock(str(self.path) + '.lock', timeout=self.timeout)
+        try: lock.acquire()
+        except Timeout: raise TimeoutError(f"{self.path}: another writer has held {self.path.name}.lock for over {self.timeout} s; "
+                                           "close the other view (or kernel), or delete the lock file if no one is writing") from None
+        try: yield
+        finally: lock.release()
+
+    def _read(self) -> dict:
+        "The records on disk, after checking the header (dataset, meta), every line, the end line (version 2) and the ids."
         lines = self.path.read_text().splitlines()
         try: head = json.loads(lines[0]) if lines else None
         except json.JSONDecodeError: head = None
         if not isinstance(head, dict) or head.get('groundsup') != 'annotations':
             raise ValueError(f"{self.path}: not a groundsup annotations file (its first line is no annotations header)")
+        if head.get('version') not in (1, 2): raise ValueError(f"{self.path}: annotations format version {head.get('version')!r}; this groundsup reads 1 and 2")
         if head.get('dataset') != self.dataset:
             raise ValueError(f"{self.path} was made for another dataset (key {head.get('dataset')!r}); this dataset's key is {self.dataset!r}: "
                              "open the comparer on the dataset it was made for, or give another file")
@@ -83,28 +98,56 @@ class Annotations:
         diff = {k: (saved[k], v) for k, v in self.meta.items() if k in saved and saved[k] != v}
         if diff: raise ValueError(f"{self.path}: made with other settings, differs in: " + ', '.join(f"{k} (file {a!r}, now {b!r})" for k, (a, b) in diff.items()))
         self.meta = {**saved, **self.meta}
+        body = lines[1:]
+        if head['version'] >= 2:            # the last line counts the records: a file cut short at a line break is not taken as whole
+            try: end = json.loads(body[-1]) if body else None
+            except json.JSONDecodeError: end = None
+            if not isinstance(end, dict) or set(end) != {'end'} or end['end'] != len(body) - 1:
+                raise ValueError(f"{self.path}: damaged (cut short: its last line is not the end line counting {len(body) - 1} answers); "
+                                 "restore it from a copy, or delete the lines after the last whole one and its end line will be rewritten")
+            body = body[:-1]
         recs = {}
-        for n, line in enumerate(lines[1:], start=2):
+        for n, line in enumerate(body, start=2):
             if not line.strip(): continue
             try: r = json.loads(line)
             except json.JSONDecodeError as e: raise ValueError(f"{self.path}: line {n} is not JSON ({e})") from None
-            if not isinstance(r, dict) or set(r) != {'id', 'answer', 'map_hash', 'time'} or r['answer'] not in ANSWERS:
+            if not isinstance(r, dict) or set(r) != _FIELDS or r['answer'] not in ANSWERS:
                 raise ValueError(f"{self.path}: line {n} is not an answer record (id, answer in {ANSWERS}, map_hash, time): {line[:120]}")
             recs[r['id']] = r
         unknown = [i for i in recs if i not in self._known]
         if unknown: raise ValueError(f"{self.path}: {len(unknown)} id(s) are not images of this dataset, e.g. {unknown[:5]}")
-        self.records = recs
+        return recs
 
-    def _save(self):
-        text = '\n'.join(json.dumps(r) for r in [{**_HEADER, 'dataset': self.dataset, 'meta': self.meta}, *self.records.values()]) + '\n'
+    def _write(self):
+        rows = [{**_HEADER, 'dataset': self.dataset, 'meta': self.meta}, *self.records.values(), {'end': len(self.records)}]
+        text = '\n'.join(json.dumps(r) for r in rows) + '\n'
         atomic_write(self.path, lambda f: Path(f).write_text(text))
+
+    def _update(self, img_id, record: dict | None):
+        "Under the lock: merge what is on disk (other views' answers), set or clear `img_id`, rewrite; warn when another writer's answer is replaced."
+        with self._locked():
+            disk = self._read() if self.path.exists() else {}
+            theirs, mine = disk.get(img_id), self.records.get(img_id)
+            if theirs is not None and theirs != mine:
+                what = f"replaced by {record['answer']!r}" if record is not None else 'cleared'
+                warnings.warn(f"{self.path}: id {img_id!r} was answered {theirs['answer']!r} by another writer at {theirs['time']}; "
+                              f"{what} (the later answer is kept)", stacklevel=3)
+            disk.pop(img_id, None)            # a new answer goes to the end: the file reads in answering order
+            if record is not None: disk[img_id] = record
+            self.records = disk
+            self._write()
+
+    def refresh(self) -> 'Annotations':
+        "Reload the answers on disk (other views' or kernels' answers included)."
+        with self._locked(): self.records = self._read()
+        return self
 
     def answer(self,
                img_id, # an id of the dataset
                answer: str, # 'right' or 'wrong'
                attention: torch.Tensor, # the attention map shown (`1 x h x w` or `h x w`, in [0, 1]); kept beside the file
               ) -> dict: # the record written
-        "Record an answer about the map shown for `img_id` (replacing an earlier one); on disk before this returns."
+        "Record an answer about the map shown for `img_id` (replacing an earlier one); on disk, merged with other writers', before this returns."
         if answer not in ANSWERS: raise ValueError(f"answer={answer!r}: expected one of {ANSWERS}")
         if img_id not in self._known: raise KeyError(f"img_id={img_id!r} is not an image of this dataset ({self.path})")
         a = torch.as_tensor(attention).detach().float().cpu()
@@ -114,14 +157,12 @@ class Annotations:
         if not f.exists():
             self.maps_dir.mkdir(exist_ok=True)
             atomic_write(f, lambda p: save_file({'map': a.contiguous()}, p))
-        self.records.pop(img_id, None)     # a new answer goes to the end: the file reads in answering order
-        self.records[img_id] = {'id': img_id, 'answer': answer, 'map_hash': h, 'time': _now()}
-        self._save()
+        self._update(img_id, {'id': img_id, 'answer': answer, 'map_hash': h, 'time': _now()})
         return self.records[img_id]
 
     def clear(self, img_id):
-        "Forget the answer for `img_id` (if any)."
-        if self.records.pop(img_id, None) is not None: self._save()
+        "Forget the answer for `img_id` (if any; also one given by another view)."
+        self._update(img_id, None)
 
     def get(self, img_id) -> dict | None: return self.records.get(img_id)
     def __contains__(self, img_id): return img_id in self.records

@@ -57,7 +57,7 @@ def test_answers_about_another_dataset_or_unknown_ids_are_refused(tmp_path, worl
     mine = _answers(tmp_path, world, name='mine.jsonl')
     lines = mine.path.read_text().splitlines()
     r = json.loads(lines[1]); r['id'] = 99999
-    mine.path.write_text('\n'.join(lines + [json.dumps(r)]) + '\n')
+    mine.path.write_text('\n'.join(lines[:-1] + [json.dumps(r), json.dumps({'end': len(lines) - 1})]) + '\n')   # before the end line, counted
     cfg = load_config('world_feedback', _ov(tmp_path, **{'data.feedback': str(mine.path)}))
     with pytest.raises(ValueError, match='not images of this dataset.*99999'): build_datasets(cfg, splits=('train',))
 
@@ -84,3 +84,51 @@ def test_feedback_forwards_the_whole_batch_so_batch_norm_sees_the_usual_batch():
         loss, parts = AttentionLoss(feedback=dict(form=form, threshold=0.5, layer='layer3'))(net, b)
         assert 'feedback' in parts and set(sizes) == {8}, (form, sizes)
     h.remove()
+
+# ---------------------------------------------------------------- several writers on one annotations file (issue 21)
+_WRITER = '''
+import sys, torch
+from groundsup.feedback import Annotations
+path, start, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ann = Annotations(path, list(range(40)), dataset='40:k')
+import os, time
+while not os.path.exists(go): time.sleep(0.005)          # both writers start together
+for i in range(start, start + 20): ann.answer(i, 'wrong' if i % 2 else 'right', torch.full((1, 4, 4), i / 40))
+'''
+
+def test_two_processes_write_one_file_nothing_lost(tmp_path):
+    import subprocess, sys
+    f, go = tmp_path/'ann.jsonl', tmp_path/'go'
+    Annotations(f, list(range(40)), dataset='40:k')
+    script = tmp_path/'writer.py'; script.write_text(_WRITER)
+    procs = [subprocess.Popen([sys.executable, str(script), str(f), str(s), str(go)]) for s in (0, 20)]
+    go.touch()
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    ann = Annotations(f, list(range(40)), dataset='40:k')
+    assert ann.answered() == set(range(40))                                   # all 40 answers on disk
+    assert all(ann.get(i)['answer'] == ('wrong' if i % 2 else 'right') for i in range(40))
+    assert torch.allclose(ann.map(33), torch.full((1, 4, 4), 33 / 40))
+
+def test_reader_while_a_writer_writes(tmp_path):
+    "A reader opening the file while another process writes always sees a whole file, and never fewer answers than before."
+    import subprocess, sys
+    f, go = tmp_path/'ann.jsonl', tmp_path/'go'
+    Annotations(f, list(range(40)), dataset='40:k')
+    script = tmp_path/'writer.py'; script.write_text(_WRITER)
+    p = subprocess.Popen([sys.executable, str(script), str(f), '0', str(go)])
+    go.touch()
+    seen = []
+    while p.poll() is None: seen.append(len(Annotations(f, list(range(40)), dataset='40:k')))
+    assert p.wait() == 0 and seen == sorted(seen) and len(Annotations(f, list(range(40)), dataset='40:k')) == 20
+
+def test_two_views_alternating_and_a_held_lock(tmp_path):
+    from filelock import FileLock
+    f = tmp_path/'ann.jsonl'
+    a, b = Annotations(f, [0, 1, 2], dataset='3:k'), Annotations(f, [0, 1, 2], dataset='3:k')
+    a.answer(0, 'wrong', torch.rand(4, 4)); b.answer(1, 'wrong', torch.rand(4, 4)); a.answer(2, 'right', torch.rand(4, 4))
+    assert Annotations(f, [0, 1, 2], dataset='3:k').answered() == {0, 1, 2}      # the issue's repro: image 1's answer was lost
+    with pytest.warns(UserWarning, match="id 2 was answered 'right' by another writer"): b.clear(2)   # b never saw a's answer
+    assert a.refresh().answered() == {0, 1}
+    with FileLock(str(f) + '.lock'):                                           # a writer that hangs: a clear error, not a silent wait
+        c = Annotations.__new__(Annotations); c.__dict__.update(a.__dict__); c.timeout = 0.2
+        with pytest.raises(TimeoutError, match='ann.jsonl.lock'): c.answer(0, 'right', torch.rand(4, 4))

@@ -1,6 +1,7 @@
 "The docs build (tools/docs.py) on small inputs: page layout, relative links, show_doc anchors; the site check on a toy site."
 import importlib.util, json, os, re, sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import nbformat, pytest
 
@@ -104,6 +105,16 @@ def test_site_check_link_problems():
                 '//GroundsUp.github.io/groundsup/models.html']:
         assert len(check.link_problems(f'<a href="{url}">x</a>', 'index.html', base)) == 1, url
     assert check.link_problems(f'<a href="{BASE}/losses.html">x</a>', 'index.html', None) == []   # the site is published there
+
+def test_notebooks_do_not_link_the_unpublished_site():
+    "Notebooks link API names as plain `name` (nbdev links them, tools/docs.py makes the links relative), never by doc_host's URL."
+    host = urlparse(_load('check_site').doc_base(ROOT/'settings.ini')).netloc
+    bad = []
+    for f in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        if any(part.startswith('.') for part in f.relative_to(ROOT/'nbs').parts): continue   # .ipynb_checkpoints
+        for c in json.loads(f.read_text(encoding='utf-8'))['cells']:
+            if host in ''.join(c['source']): bad.append(f"{f.relative_to(ROOT).as_posix()}: {c.get('id')}")
+    assert not bad, f"cells that link {host} (not published; write `name` and let nbdev link it): {bad}"
 
 def test_site_check_finds_broken_links(tmp_path):
     "The crawler itself, on a toy site with one of each problem (a few seconds; needs Chromium, which CI installs)."

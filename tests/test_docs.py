@@ -38,6 +38,12 @@ def test_doc_links_become_relative_and_unknown_anchors_go_to_the_page():
     assert 'href="../grounding.html"' in out and rw.missing == {'grounding.html#_helper'}
     assert '[torch](https://pytorch.org)' in out and BASE not in out
 
+def test_headings_keep_names_not_links():
+    "The page's table of contents links each heading: a link in the heading would be a link inside a link."
+    md = f"## [`attribute`]({BASE}/attribution.html#attribute)\n\nsee [`ground`]({BASE}/grounding.html#ground)"
+    out = docs.Rewriter(BASE).links(md, 'attribution')
+    assert out.startswith('## `attribute`\n') and 'href="grounding.html#ground"' in out and BASE not in out
+
 def test_show_doc_output_signature_links_and_anchor():
     md = (f"---\n\n[source](https://github.com/groundsup/groundsup/blob/main/groundsup/grounding.py#L137)"
           '{target="_blank" style="float:right; font-size:smaller"}\n\n### load_clip\n\n```python\ndef load_clip(\n'

@@ -1,6 +1,7 @@
 "The docs build (tools/docs.py) on small inputs: page layout, relative links, show_doc anchors; the site check on a toy site."
 import importlib.util, json, os, re, sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import nbformat, pytest
 
@@ -36,6 +37,12 @@ def test_doc_links_become_relative_and_unknown_anchors_go_to_the_page():
     assert 'href="../grounding.html#ground"' in out and '<code' in out
     assert 'href="../grounding.html"' in out and rw.missing == {'grounding.html#_helper'}
     assert '[torch](https://pytorch.org)' in out and BASE not in out
+
+def test_headings_keep_names_not_links():
+    "The page's table of contents links each heading: a link in the heading would be a link inside a link."
+    md = f"## [`attribute`]({BASE}/attribution.html#attribute)\n\nsee [`ground`]({BASE}/grounding.html#ground)"
+    out = docs.Rewriter(BASE).links(md, 'attribution')
+    assert out.startswith('## `attribute`\n') and 'href="grounding.html#ground"' in out and BASE not in out
 
 def test_show_doc_output_signature_links_and_anchor():
     md = (f"---\n\n[source](https://github.com/groundsup/groundsup/blob/main/groundsup/grounding.py#L137)"
@@ -87,22 +94,53 @@ def test_one_show_doc_per_cell_and_last():
             if calls and (len(calls) > 1 or calls[-1] != len(lines) - 1): bad.append(f"{f.relative_to(ROOT)}: {c.get('id')}")
     assert not bad, f"cells whose show_doc output is not shown (one show_doc per cell, as its last line): {bad}"
 
+def test_site_check_link_problems():
+    "Links to the site's unpublished host (settings.ini's doc_host + doc_baseurl) and a link nested in a link are problems; others are not."
+    check = _load('check_site')
+    base = check.doc_base(ROOT/'settings.ini')
+    assert base == BASE
+    ok = ('<a href="../experiment.html#run_grounding"><code>run_grounding</code></a> <a href="https://pytorch.org">torch</a> '
+          '<a href="https://github.com/groundsup/groundsup">repo</a> <a href="https://groundsup.github.io/other/x.html">other</a> <a id="x">x</a>')
+    assert check.link_problems(ok, 'tutorials/t.html', base) == []
+    nested = f'<p><a class="reference external" href="{BASE}/experiment.html#run_grounding"><a class="reference internal" href="../experiment.html#run_grounding"><code>run_grounding</code></a></a></p>'
+    got = check.link_problems(nested, 'tutorials/t.html', base)
+    assert len(got) == 2 and all(g.startswith('tutorials/t.html: ') for g in got)
+    assert 'link inside a link' in got[0] and "'../experiment.html#run_grounding'" in got[0]
+    assert 'unpublished' in got[1] and got[1].endswith(f'{BASE}/experiment.html#run_grounding')
+    for url in [BASE, f'{BASE}/', f'{BASE}/losses.html#supervision_maps', 'http://groundsup.github.io/groundsup/x.html',
+                '//GroundsUp.github.io/groundsup/models.html']:
+        assert len(check.link_problems(f'<a href="{url}">x</a>', 'index.html', base)) == 1, url
+    assert check.link_problems(f'<a href="{BASE}/losses.html">x</a>', 'index.html', None) == []   # the site is published there
+
+def test_notebooks_do_not_link_the_unpublished_site():
+    "Notebooks link API names as plain `name` (nbdev links them, tools/docs.py makes the links relative), never by doc_host's URL."
+    host = urlparse(_load('check_site').doc_base(ROOT/'settings.ini')).netloc
+    bad = []
+    for f in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        if any(part.startswith('.') for part in f.relative_to(ROOT/'nbs').parts): continue   # .ipynb_checkpoints
+        for c in json.loads(f.read_text(encoding='utf-8'))['cells']:
+            if host in ''.join(c['source']): bad.append(f"{f.relative_to(ROOT).as_posix()}: {c.get('id')}")
+    assert not bad, f"cells that link {host} (not published; write `name` and let nbdev link it): {bad}"
+
 def test_site_check_finds_broken_links(tmp_path):
     "The crawler itself, on a toy site with one of each problem (a few seconds; needs Chromium, which CI installs)."
     check = _load('check_site')
     if not Path(check.CHROMIUM).exists() or importlib.util.find_spec('playwright') is None:
         (pytest.fail if os.environ.get('GROUNDSUP_REQUIRE_BROWSER') == '1' else pytest.skip)('no chromium or playwright')
     (tmp_path/'index.html').write_text('<a href="grounding.html#ground">g</a> <a href="grounding.html#nope">n</a> '
-                                       '<a href="gone.html">x</a> <img src="missing.png">')
+                                       '<a href="gone.html">x</a> <img src="missing.png"> <a href="tutorials/t.html">t</a>')
     (tmp_path/'grounding.html').write_text('<h2 id="ground">ground</h2>')
+    (tmp_path/'tutorials').mkdir()
+    (tmp_path/'tutorials'/'t.html').write_text(f'<a href="{BASE}/grounding.html#ground"><a href="../grounding.html#ground">ground</a></a>')
     (tmp_path/'orphan.html').write_text('alone')
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=check.CHROMIUM, args=check.CHROMIUM_ARGS)
-        problems, seen = check.crawl(browser.new_page(), tmp_path)
+        problems, seen = check.crawl(browser.new_page(), tmp_path, BASE)
         browser.close()
-    assert set(seen) == {'index.html', 'grounding.html'}
+    assert set(seen) == {'index.html', 'grounding.html', 'tutorials/t.html'}
     text = '\n'.join(problems)
-    for what in ['no anchor #nope in grounding.html', 'missing file gone.html', 'broken image missing.png', 'not reachable from index.html: orphan.html']:
+    for what in ['no anchor #nope in grounding.html', 'missing file gone.html', 'broken image missing.png', 'not reachable from index.html: orphan.html',
+                 'tutorials/t.html: link inside a link', f'tutorials/t.html: link to the unpublished site {BASE}: {BASE}/grounding.html#ground']:
         assert what in text, (what, problems)
     assert 'no anchor #ground' not in text

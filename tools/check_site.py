@@ -2,12 +2,15 @@
 
 - crawl: from index.html, every page reachable through internal links; every internal link resolves to a file and
   every `#anchor` to an element id of its page; every `.html` page of the site is reached; no image is broken; every
-  formula is typeset (MathJax ships with the site);
+  formula is typeset (MathJax ships with the site); no link sits inside another link (<a> in <a> in the page's HTML,
+  which the browser splits into two links); while the site is not published at settings.ini's doc_host + doc_baseurl
+  (pass --published once it is), no page links there (such a link leaves the local site for a missing one);
 - search: `search.html?q=ground` (from the files and over http) lists the grounding page;
 - layout: at 1280 px and at phone width (390 px) the API page does not scroll sideways;
 - screenshots of the index, an API page (also at phone width) and the search results go to tests/artifacts/.
-Exit 1 lists every problem. Usage: python tools/check_site.py [_docs] [--artifacts tests/artifacts]"""
-import argparse, functools, http.server, socketserver, sys, threading, time
+Exit 1 lists every problem. Usage: python tools/check_site.py [_docs] [--artifacts tests/artifacts] [--published]"""
+import argparse, configparser, functools, http.server, socketserver, sys, threading, time
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
@@ -16,6 +19,7 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backg
                  '--disable-sync']
 API_PAGE, SEARCH_TERM, SEARCH_HIT = 'grounding.html', 'ground', 'grounding.html'
 SKIP = {'genindex.html', 'search.html'}   # Sphinx's own pages, reached from the header; checked separately
+SETTINGS = Path(__file__).resolve().parents[1]/'settings.ini'
 
 PAGE_JS = """async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
@@ -37,6 +41,42 @@ def _local(url: str, root: Path):
     if path.is_dir(): path = path/'index.html'
     return path, unquote(u.fragment)
 
+def doc_base(settings: Path = SETTINGS) -> str | None:
+    "Where the site is to be published: settings.ini's doc_host + doc_baseurl (None without a doc_host)."
+    cp = configparser.ConfigParser(interpolation=None); cp.read(settings)
+    host = cp['DEFAULT'].get('doc_host', '').strip().rstrip('/')
+    return f"{host}/{cp['DEFAULT'].get('doc_baseurl', '').strip().strip('/')}".rstrip('/') if host else None
+
+def _under(url: str, base: str) -> bool:
+    "Whether `url` (absolute, http(s) or scheme-relative) points at `base` or below it."
+    u, b = urlparse(url.strip()), urlparse(base)
+    if u.scheme not in ('http', 'https', '') or not u.netloc or u.netloc.lower() != b.netloc.lower(): return False
+    path = b.path.rstrip('/')
+    return u.path.rstrip('/') == path or u.path.startswith(path + '/')
+
+class _Anchors(HTMLParser):
+    "The <a> elements of a page as written (the browser's DOM has no nested links: its parser splits them)."
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.hrefs, self.nested, self.open = [], [], []
+    def handle_starttag(self, tag, attrs):
+        if tag != 'a': return
+        href = dict(attrs).get('href')
+        if href is not None: self.hrefs.append(href)
+        if self.open: self.nested.append((self.open[-1], href))
+        self.open.append(href)
+    def handle_endtag(self, tag):
+        if tag == 'a' and self.open: self.open.pop()
+
+def link_problems(html: str, rel: str, unpublished: str | None = None) -> list[str]:
+    """Problems in the links of page `rel` (its HTML source `html`): a link inside a link, and, when `unpublished` (the URL
+    the site will be published at) is given, a link to it."""
+    p = _Anchors(); p.feed(html); p.close()
+    out = [f"{rel}: link inside a link: {inner!r} in {outer!r}" for outer, inner in p.nested]
+    if unpublished:
+        out += [f"{rel}: link to the unpublished site {unpublished}: {h}" for h in p.hrefs if _under(h, unpublished)]
+    return out
+
 @functools.cache
 def _server(root: Path):
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -46,8 +86,9 @@ def _server(root: Path):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return f'http://127.0.0.1:{srv.server_address[1]}'
 
-def crawl(page, root: Path) -> tuple[list[str], dict]:
-    "Visit every page reachable from index.html; returns (problems, {page: info})."
+def crawl(page, root: Path, unpublished: str | None = None) -> tuple[list[str], dict]:
+    """Visit every page reachable from index.html; returns (problems, {page: info}). `unpublished`: the URL the site will be
+    published at (links to it are problems), None to allow them."""
     problems, seen, todo, anchors = [], {}, [root/'index.html'], []
     while todo:
         f = todo.pop()
@@ -55,6 +96,7 @@ def crawl(page, root: Path) -> tuple[list[str], dict]:
         page.goto(f.as_uri(), wait_until='load')
         info = seen[f] = page.evaluate(PAGE_JS)
         rel = f.relative_to(root).as_posix()
+        problems += link_problems(f.read_text(encoding='utf-8', errors='replace'), rel, unpublished)
         problems += [f"{rel}: broken image {src}" for src in info['broken']]
         problems += [f"{rel}: formula not rendered: {m}" for m in info['math']]
         for url in info['links'] + info['srcs']:
@@ -90,16 +132,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('site', nargs='?', default='_docs', type=Path)
     ap.add_argument('--artifacts', default=Path('tests/artifacts'), type=Path)
+    ap.add_argument('--published', action='store_true', help="the site is published at settings.ini's doc_host: links there are fine")
     args = ap.parse_args(argv)
     root = args.site.resolve()
     if not (root/'index.html').exists(): sys.exit(f"no site at {root} (build it with `make docs`)")
+    unpublished = None if args.published else doc_base()
     args.artifacts.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
     t = time.time()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={'width': 1280, 'height': 900})
-        problems, info = crawl(page, root)
+        problems, info = crawl(page, root, unpublished)
         n_links = sum(len(i['links']) for i in info.values())
         for name, width in [(API_PAGE, 1280)]:
             if info.get(name, {}).get('overflow', 0) > 1: problems.append(f"{name} scrolls sideways at {width} px")
@@ -114,8 +158,8 @@ def main(argv=None):
             if over > 1: problems.append(f"{name} scrolls sideways by {over} px at phone width (390 px)")
         phone.goto((root/API_PAGE).as_uri() + '#load_clip'); phone.screenshot(path=str(args.artifacts/'docs_api_phone.png'))
         browser.close()
-    print(f"site check: {len(info)} pages, {n_links} links, searched {SEARCH_TERM!r} from files and over http, "
-          f"{time.time() - t:.0f} s; screenshots in {args.artifacts}/docs_*.png")
+    print(f"site check: {len(info)} pages, {n_links} links" + (f" (none may go to the unpublished {unpublished})" if unpublished else '')
+          + f", searched {SEARCH_TERM!r} from files and over http, {time.time() - t:.0f} s; screenshots in {args.artifacts}/docs_*.png")
     if problems:
         print(f"FAIL: {len(problems)} problems in {root}:"); print('\n'.join(f"  {p}" for p in problems[:200])); sys.exit(1)
     print("site check ok")

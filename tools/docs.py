@@ -138,6 +138,8 @@ class Rewriter:
                 links.append((l.group(1).strip('`'), self.url(l.group(2), here))); return f'GsLink{len(links) - 1}x'
             return '\n' + _highlight(self.doclink.sub(sub, code), lang, links) + '\n'
         md = _FENCE.sub(fence, md)
+        # a heading keeps the name, not the link: the page's table of contents wraps each heading in a link of its own
+        md = _HEADING.sub(lambda h: self.doclink.sub(lambda l: l.group(1), h.group(0)), md)
         return self.doclink.sub(lambda l: _link_html(l.group(1), self.url(l.group(2), here)), md)
 
     def show_doc(self, md: str, here: str, anchors: set) -> str:

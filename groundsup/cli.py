@@ -26,8 +26,8 @@ __all__ = ['COMMANDS', 'ANTICIPATED', 'ground_command', 'train_command', 'eval_c
            'demo', 'audit_command', 'main']
 
 # %% ../nbs/11_cli.ipynb #7c558b5a
-def _cfg(config, overrides, device=None):
-    cfg = load_config(config, list(overrides or ()))
+def _cfg(config, overrides, device=None, purpose='train'):
+    cfg = load_config(config, list(overrides or ()), purpose=purpose)
     if device is not None: cfg.train.device = device
     return cfg
 
@@ -65,7 +65,7 @@ def eval_command(config: str, # YAML file or shipped config name (gives the data
         ) -> dict: # `group_accuracies` of the checkpoint on the split
     "`groundsup eval`: group accuracies of a checkpoint on a split of the config's data."
     if split not in ('train', 'val', 'test'): raise ValueError(f"split={split!r}: expected 'train', 'val' or 'test'")
-    cfg = _cfg(config, overrides, device)
+    cfg = _cfg(config, overrides, device, purpose='eval')
     if not (Path(checkpoint)/'state.json').is_file() and not Path(checkpoint).is_dir():
         raise FileNotFoundError(f"checkpoint={checkpoint!r}: no such checkpoint folder")
     model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)

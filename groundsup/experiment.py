@@ -130,6 +130,7 @@ def shipped_configs() -> list[str]:
 
 def load_config(config: str | Path | dict, # a YAML file, the name of a shipped config, or a dict
                 overrides: list[str] | tuple = (), # dotted overrides, e.g. ['train.lr=0.01', 'loss.gradient_outside.weight=100']
+                purpose: str = 'train', # 'train'; or 'eval': only the data and the model are used, so the loss and the files only it reads (data.feedback) are dropped before the checks
                ) -> DictConfig:
     "Read an experiment configuration, apply overrides, and check every value before anything runs."
     schema = OmegaConf.structured(ExperimentCfg)
@@ -157,6 +158,8 @@ def load_config(config: str | Path | dict, # a YAML file, the name of a shipped 
         if '=' not in o: raise ValueError(f"override {o!r}: expected key=value, e.g. train.lr=0.01")
     try: cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as e: fail(e, 'the command-line overrides')
+    if purpose not in ('train', 'eval'): raise ValueError(f"purpose={purpose!r}: expected 'train' or 'eval'")
+    if purpose == 'eval': cfg.loss, cfg.data.feedback = LossCfg(), None      # evaluating a checkpoint reads no answers and no loss
     check_config(cfg)
     return cfg
 

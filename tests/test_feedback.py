@@ -132,3 +132,13 @@ def test_two_views_alternating_and_a_held_lock(tmp_path):
     with FileLock(str(f) + '.lock'):                                           # a writer that hangs: a clear error, not a silent wait
         c = Annotations.__new__(Annotations); c.__dict__.update(a.__dict__); c.timeout = 0.2
         with pytest.raises(TimeoutError, match='ann.jsonl.lock'): c.answer(0, 'right', torch.rand(4, 4))
+
+def test_eval_with_a_feedback_config_needs_no_answers(tmp_path, world, capsys):
+    "`groundsup eval --config world_feedback` evaluates a checkpoint without data.feedback (eval reads no answers)."
+    from groundsup.cli import main
+    run_experiment(world, progress=False)
+    ck = f'{tmp_path}/runs/seed0/best'
+    assert main(['eval', '--config', 'world_feedback', '--checkpoint', ck, '--device', 'cpu'] + _ov(tmp_path)) == 0, capsys.readouterr().err
+    assert 'worst group' in capsys.readouterr().out
+    assert main(['train', '--config', 'world_feedback', '--device', 'cpu', '--quiet'] + _ov(tmp_path)) == 1     # training still needs them
+    assert 'data.feedback' in capsys.readouterr().err

@@ -219,7 +219,7 @@ def test_answers_are_saved_and_move_on(clip, data, tmp_path):
     shown = c.last['attention']
     fv.wrong_button.click()
     lines = (tmp_path / 'a.jsonl').read_text().splitlines()
-    assert len(lines) == 2 and json.loads(lines[1])['id'] == 0 and json.loads(lines[1])['answer'] == 'wrong'
+    assert len(lines) == 3 and json.loads(lines[-1]) == {'end': 1} and json.loads(lines[1])['id'] == 0 and json.loads(lines[1])['answer'] == 'wrong'
     assert json.loads(lines[1])['map_hash'] == map_hash(shown)                  # the map that was shown
     assert c.index == 1 and 'not answered' in fv.answer.value
     fv.right_button.click(); assert c.index == 2

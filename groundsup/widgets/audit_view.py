@@ -4,13 +4,12 @@
 
 # %% ../../nbs/10e_audit_view.ipynb #bd3d37b8
 from __future__ import annotations
-import matplotlib.pyplot as plt
 import torch
 import ipywidgets as W
-from IPython.display import display
+from IPython.display import Markdown
 from ..attribution import METHODS as ATTRIBUTION_METHODS
 from ..audit import AuditResult
-from .core import STATIC_NOTICE, _fig_png, widgets_available
+from .core import View, _fig_png
 from .comparer import Comparer
 
 # %% auto #0
@@ -27,7 +26,7 @@ def _audit_html(result: AuditResult) -> str:
             f'<small>share of the classifier attention ({result.config.get("attribution", "?")}) inside each concept\'s region; '
             f'context regions: {result.config.get("context", "?")}</small>')
 
-class AuditView:
+class AuditView(View):
     "The concept audit of a dataset: its table and heat map; a click on a group opens its images in the comparer."
     def __init__(self,
                  result: AuditResult, # from `groundsup.audit.audit`, on the same images (in the same order) as the comparer's
@@ -66,12 +65,6 @@ class AuditView:
         elif idx: c.index = idx[0]
         return idx
 
-    def show(self):
-        "Display the widget, or (without a Jupyter kernel) the notice, the heat map and the table."
-        if widgets_available(): display(self.widget); return
-        print(STATIC_NOTICE)
-        from IPython.display import Markdown
-        fig = self.result.figure(); display(fig); plt.close(fig)
-        display(Markdown(self.result.table()))
-
-    def _ipython_display_(self): self.show()
+    def static_parts(self) -> list:
+        "Without a Jupyter kernel: the heat map and the table."
+        return [self.result.figure(), Markdown(self.result.table())]

@@ -12,17 +12,15 @@ import torch.nn.functional as F
 import matplotlib
 import matplotlib.pyplot as plt
 import ipywidgets as W
-from IPython.display import display
 from ..core import resize_maps
-from .core import SCORES, SCORE_TITLES, STATIC_NOTICE, _fig_png, _fmt, _names, _threads
-from .core import agreement_overlay, to_png, widgets_available
+from .core import SCORES, SCORE_TITLES, View, _fig_png, _fmt, _names, _threads, agreement_overlay, to_png
 from .comparer import Comparer
 
 # %% auto #0
 __all__ = ['DatasetView']
 
 # %% ../../nbs/10c_dataset_view.ipynb #25109bbc
-class DatasetView:
+class DatasetView(View):
     "Agreement over a dataset: score distributions per group, and a gallery of the most disagreeing images (click one to open it in the comparer)."
     def __init__(self,
                  comparer: Comparer, # supplies images, models, settings and caches
@@ -127,10 +125,6 @@ class DatasetView:
         "The score histogram above the comparer's static figure of the most disagreeing images."
         return self.comparer.static_figure(self.ranking()[:min(4, self.n_gallery.value)])
 
-    def show(self):
-        "Display the widget, or (without a Jupyter kernel) the notice, the histogram and the most disagreeing images."
-        if widgets_available(): display(self.widget); return
-        print(STATIC_NOTICE)
-        for fig in (self.figure(), self.static_figure()): display(fig); plt.close(fig)
-
-    def _ipython_display_(self): self.show()
+    def static_parts(self) -> list:
+        "Without a Jupyter kernel: the histogram and the most disagreeing images."
+        return [self.figure(), self.static_figure()]

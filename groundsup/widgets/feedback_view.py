@@ -6,11 +6,9 @@
 from __future__ import annotations
 import time
 import torch
-import matplotlib.pyplot as plt
 import ipywidgets as W
-from IPython.display import display
 from ..feedback import ANSWERS, Annotations, dataset_key, propose
-from .core import SCORES, STATIC_NOTICE, widgets_available
+from .core import SCORES, View
 from .comparer import Comparer
 
 # %% auto #0
@@ -20,7 +18,7 @@ __all__ = ['ANSWER_FILTERS', 'KEYS', 'FeedbackView']
 ANSWER_FILTERS = ('all', 'unanswered', 'right', 'wrong')
 KEYS = {'y': 'right', 'n': 'wrong', 'p': 'propose', 'ArrowRight': 'next', 'ArrowLeft': 'prev'}
 
-class FeedbackView:
+class FeedbackView(View):
     "Yes/no answers about the comparer's attention, saved as they are given: buttons and keys, a filter, a count, and a proposal of the next image to answer."
     def __init__(self,
                  comparer: Comparer, # the comparer whose shown attention map is answered about
@@ -132,11 +130,6 @@ class FeedbackView:
         elif what == 'propose': self.propose()
         elif what in ('next', 'prev'): self.comparer._step(1 if what == 'next' else -1)
 
-    def show(self):
-        "Display the widget, or (without a Jupyter kernel) the notice, the count and the comparer's static figure."
-        if widgets_available(): display(self.widget); return
-        print(STATIC_NOTICE)
-        print(self.annotations)
-        fig = self.comparer.static_figure(); display(fig); plt.close(fig)
-
-    def _ipython_display_(self): self.show()
+    def static_parts(self) -> list:
+        "Without a Jupyter kernel: the count and the comparer's static figure."
+        return [str(self.annotations), self.comparer.static_figure()]

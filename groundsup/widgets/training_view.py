@@ -16,13 +16,13 @@ from ..core import combine_maps, normalize_maps, resize_maps
 from ..metrics import energy_inside, rank_correlation
 from ..plots import to_display
 from ..train import load_attention_track
-from .core import CMAPS, _fmt, _names, _show, overlay, to_png
+from .core import CMAPS, View, _fmt, _names, overlay, to_png
 
 # %% auto #0
 __all__ = ['TrainingView']
 
 # %% ../../nbs/10d_training_view.ipynb #136b6e99
-class TrainingView:
+class TrainingView(View):
     "The classifier's attention on fixed probe images across epochs (from `track_attention`), several runs side by side, e.g. vanilla next to GALS."
     def __init__(self,
                  runs: dict, # run name -> run folder of a `train` call with a `track_attention` hook (or its `load_attention_track` dict)
@@ -147,9 +147,3 @@ class TrainingView:
         fig.suptitle('classifier attention on the probe images across training', fontsize=10)
         fig.tight_layout()
         return fig
-
-    def show(self):
-        "Display the widget, or (without a Jupyter kernel) the one-line notice and the static figure."
-        _show(lambda: self.widget, self.static_figure)
-
-    def _ipython_display_(self): self.show()

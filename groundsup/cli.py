@@ -13,10 +13,10 @@ from .core import default_device, resize_maps, atomic_write, write_json
 from .data import load_mask, ImageLoadError
 from .attribution import attribute
 from .metrics import pointing_game, energy_inside
-from .grounding import bench_grounding
+from .bench import bench_grounding, bench_train
 from .world import OBJECT_PROMPT, PLACES
 from .models import build_model
-from .train import evaluate, load_checkpoint, bench_train
+from .train import evaluate, load_checkpoint
 from .pretrain import pretrain_backbone, save_backbone, weights_sha256, shipped_card
 from .experiment import (load_config, run_grounding, run_experiment, build_datasets, prepare_data, summary_table,
                                   shipped_configs, _terms, claim_out, check_input_meta)
@@ -235,7 +235,7 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
 
 # %% ../nbs/11_cli.ipynb #21bc34da
 from .audit import audit as concept_audit, check_concepts, CONTEXT_REGIONS
-from .grounding import load_clip
+from .clip import load_clip
 from .world import WORLD_CLIPS, FAMILIES, PLACE_PROMPTS, load_world_clip
 from .experiment import input_meta
 

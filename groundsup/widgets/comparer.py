@@ -13,7 +13,9 @@ import torch.nn.functional as F
 import matplotlib
 import ipywidgets as W
 from ..core import combine_maps, normalize_maps, resize_maps
-from ..grounding import CLIPBundle, MapCache, ground
+from ..clip import CLIPBundle
+from ..cache import MapCache
+from ..grounding import ground
 from ..attribution import METHODS as ATTRIBUTION_METHODS, attribute, resolve_layer
 from ..plots import attention_grid
 from .core import CMAPS, _LRU, _Source, _eval_mode, _fmt, _names, _show, _threads

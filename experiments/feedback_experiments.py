@@ -40,7 +40,7 @@ def annotate(root, world, seed, budgets, layer, progress=True):
     from groundsup.data import WaterbirdsDataset, gals_transform
     from groundsup.experiment import load_config
     from groundsup.feedback import simulate_annotations, dataset_key
-    from groundsup.grounding import MapCache
+    from groundsup.cache import MapCache
     from groundsup.metrics import rank_correlation
     from groundsup.models import build_model, LogitsOnly
     from groundsup.train import load_checkpoint

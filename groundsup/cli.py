@@ -8,10 +8,11 @@ import argparse, json, os, sys, time
 from pathlib import Path
 from .core import default_device, atomic_write, write_json
 from .data import ImageLoadError
-from .grounding import load_clip, bench_grounding
+from .clip import load_clip
+from .bench import bench_grounding, bench_train
 from .world import OBJECT_PROMPT, PLACES, PLACE_PROMPTS, FAMILIES, WORLD_CLIPS, load_world_clip
 from .models import build_model
-from .train import evaluate, load_checkpoint, bench_train
+from .train import evaluate, load_checkpoint
 from .pretrain import pretrain_backbone, save_backbone, weights_sha256, shipped_card
 from .experiment import (load_config, run_grounding, run_experiment, build_datasets, prepare_data, summary_table,
                                   shipped_configs, _terms, claim_out, check_input_meta, input_meta)

@@ -400,7 +400,7 @@ def load_world_clip(pretrained: str | Path | None = None, # a checkpoint of the 
                     name: str = WORLD_CLIP, # which tower: `WORLD_CLIP` (ResNet, GradCAM) or `WORLD_CLIP_VIT` (ViT, relevance)
                    ):
     "A tiny CLIP of the world as a `CLIPBundle` (model, preprocess, tokenizer), ready for `ground`."
-    from groundsup.grounding import load_clip
+    from groundsup.clip import load_clip
     register_world_clip(name)
     return load_clip(name, pretrained=str(pretrained or world_clip_path(name)), device=device)
 

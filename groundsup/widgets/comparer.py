@@ -13,7 +13,7 @@ import matplotlib
 import ipywidgets as W
 from fastcore.meta import delegates
 from ..core import resize_maps
-from ..grounding import CLIPBundle
+from ..clip import CLIPBundle
 from ..attribution import METHODS as ATTRIBUTION_METHODS
 from ..plots import attention_grid
 from .core import CMAPS, View, _LRU, _fmt, _names, _threads, agreement_overlay, overlay, to_png

@@ -9,7 +9,9 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 from ..core import combine_maps, normalize_maps
-from ..grounding import CLIPBundle, MapCache, ground
+from ..clip import CLIPBundle
+from ..cache import MapCache
+from ..grounding import ground
 from ..attribution import METHODS as ATTRIBUTION_METHODS, attribute, resolve_layer
 from .core import _LRU, _Source, _eval_mode, _threads, agreement_scores, clip_input
 

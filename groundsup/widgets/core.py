@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from PIL import Image as PILImage
 from IPython.display import display
 from ..core import resize_maps
-from ..grounding import CLIPBundle
+from ..clip import CLIPBundle
 from ..metrics import energy_inside, pointing_game, rank_correlation
 
 # %% auto #0

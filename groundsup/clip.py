@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import open_clip
-from .core import default_device
+from .core import default_device, eval_mode
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'CLIPBundle', 'WeightsUnavailableError', 'load_clip', 'clip_autocast', 'eval_with_grad', 'text_features']
@@ -219,13 +219,8 @@ def clip_autocast(clip: CLIPBundle, # its `precision`: 'amp' (fp16 on CUDA, bf16
 @contextlib.contextmanager
 def eval_with_grad(model: nn.Module, # the model to run (any torch module)
                   ):
-    "Run `model` in eval mode, in grad mode, outside inference mode; restore every module's train/eval flag after."
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.inference_mode(False), torch.enable_grad(): yield
-    finally:
-        for m, t in modes: m.training = t
+    "Run `model` in eval mode (`core.eval_mode`: every module's train/eval flag restored after), in grad mode, outside inference mode."
+    with eval_mode(model), torch.inference_mode(False), torch.enable_grad(): yield
 
 def text_features(clip: CLIPBundle, # from `load_clip`
                   prompts: Sequence[Sequence[str]], # one list of prompts per image: `B` lists of `P` prompts

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
-from .core import combine_maps, normalize_maps, resize_maps, nonzero_maps, COMBINE_MODES
+from .core import combine_maps, normalize_maps, resize_maps, nonzero_maps, COMBINE_MODES, logits_of
 from .attribution import attribute
 
 # %% auto #0
@@ -243,7 +243,7 @@ def counterfactual_loss(model, # the classifier (returns logits, or a dict / nam
     mixed = x.detach().clone()
     other = x[partner].detach() if fill == 'image' else x[idx].detach().mean((2, 3), keepdim=True)
     mixed[idx] = keep * x[idx].detach() + (1 - keep) * other
-    zm = _output(model(mixed), 'logits')[idx]
+    zm = logits_of(model(mixed))[idx]
     # the original's margin is the target (detached): the term cannot be met by a constant classifier
     return _crit(criterion)(margins(zm, labels[idx]), margins(logits[idx], labels[idx]).detach())
 
@@ -308,8 +308,7 @@ class AttentionLoss:
         x = batch['image']
         if self.gradient_outside is not None and not x.requires_grad: x = x.detach().requires_grad_()
         out = model(x)
-        logits = _output(out, 'logits')
-        if logits is None: raise TypeError(f"model output: expected logits, a dict or a named tuple with 'logits', got {type(out).__name__}")
+        logits = logits_of(out)
         w = batch.get('weight')
         cls = classification_loss(logits, batch['label'], w)
         parts, total = {'cls': cls.detach()}, cls

@@ -12,11 +12,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from .core import logits_of
 
 # %% auto #0
 __all__ = ['RESNET_ARCHS', 'IMAGENET_ARCHS', 'SHIPPED_WEIGHTS', 'MODELS', 'shipped_weights_path', 'PretrainedWeightsWarning',
            'load_state_dict_file', 'imagenet_state_dict', 'SmallResNet', 'resnet_classifier', 'ABNOutput', 'ABNResNet',
-           'logits_of', 'LogitsOnly', 'build_model', 'param_groups']
+           'LogitsOnly', 'build_model', 'param_groups', 'logits_of']
 
 # %% ../nbs/07_models.ipynb #516f3559
 RESNET_ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet_small')
@@ -218,12 +219,7 @@ class ABNResNet(nn.Module):
         return ABNOutput(logits, att, branch_logits)
 
 # %% ../nbs/07_models.ipynb #faa2641b
-def logits_of(output) -> torch.Tensor:
-    "The logits of any model output here: a tensor as is, `ABNOutput.logits`, or a dict's 'logits'."
-    if isinstance(output, torch.Tensor): return output
-    if isinstance(output, ABNOutput): return output.logits
-    if isinstance(output, dict) and 'logits' in output: return output['logits']
-    raise TypeError(f"cannot find logits in a {type(output).__name__} output")
+_all_ = ['logits_of']   # `logits_of` (a tensor, `ABNOutput.logits`, a dict's 'logits') lives in `groundsup.core`, below `losses`; importable from here as before
 
 class LogitsOnly(nn.Module):
     "Wrap a model so that `forward` returns only its logits (for Captum and other tools that expect a tensor)."

@@ -15,10 +15,9 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .core import default_device, seed_everything, atomic_write, read_json, amp_dtype, dist_info, init_distributed
+from .core import default_device, seed_everything, atomic_write, read_json, amp_dtype, dist_info, init_distributed, eval_mode, logits_of
 from .metrics import group_accuracies, balanced_accuracy
 from .attribution import attribute
-from .models import logits_of
 _all_ = ['dist_info', 'init_distributed']   # in groundsup.core since ground_dataset shares them; still importable from here
 
 # %% auto #0
@@ -216,10 +215,9 @@ def predict(model: nn.Module, # classifier (returns logits, or a dict with 'logi
            ) -> dict: # {'preds', 'labels', 'groups', 'logits'} tensors on the CPU
     "Predictions over a whole dataset, with the model's train/eval mode left as it was."
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training; model.eval()
     dt = amp_dtype(amp, device)
     outs = {'logits': [], 'labels': [], 'groups': []}
-    try:
+    with eval_mode(model):
         dl = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_fn,
                                          generator=torch.Generator())   # leaves the caller's global RNG untouched
         for batch in tqdm(dl, disable=not progress, desc='predict', leave=False):
@@ -228,7 +226,6 @@ def predict(model: nn.Module, # classifier (returns logits, or a dict with 'logi
                 outs['logits'].append(logits_of(model(b['image'])).float().cpu())
             outs['labels'].append(batch['label'].cpu())
             outs['groups'].append(batch['group'].cpu() if 'group' in batch else torch.zeros_like(batch['label']))
-    finally: model.train(was_training)
     res = {k: torch.cat(v) for k, v in outs.items()}
     res['preds'] = res['logits'].argmax(1)
     return res
@@ -495,8 +492,7 @@ def track_attention(images: torch.Tensor, # `N x C x H x W` probe images, prepro
         model = _unwrap(run.model)
         dev = next(model.parameters()).device
         maps = attribute(model, images.to(dev), labels.to(dev) if labels is not None else 'pred', method=method, layer=layer)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            was = model.training; model.eval(); preds = model(images.to(dev)).argmax(1).cpu(); model.train(was)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), eval_mode(model): preds = model(images.to(dev)).argmax(1).cpu()
         tmp = d/f'epoch_{run.epoch:04d}.tmp'
         save_file({'maps': maps.cpu().contiguous(), 'preds': preds}, tmp)
         os.replace(tmp, d/f'epoch_{run.epoch:04d}.safetensors')

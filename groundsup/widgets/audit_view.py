@@ -9,7 +9,7 @@ import ipywidgets as W
 from IPython.display import Markdown
 from ..attribution import METHODS as ATTRIBUTION_METHODS
 from ..audit import AuditResult
-from .core import View, _fig_png
+from .core import View, fig_png
 from .comparer import Comparer
 
 # %% auto #0
@@ -38,7 +38,7 @@ class AuditView(View):
         if comparer.src.groups is not None and not torch.equal(comparer.src.groups.cpu().long(), result.groups.long()):
             raise ValueError("result: its groups differ from the comparer's; audit the comparer's dataset, in its order")
         self.result, self.comparer = result, comparer
-        self.heatmap = W.Image(value=_fig_png(result.figure()), format='png')
+        self.heatmap = W.Image(value=fig_png(result.figure()), format='png')
         self.table = W.HTML(_audit_html(result))
         flagged = set(result.flagged())
         self.buttons = {}

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 import matplotlib
 import ipywidgets as W
 from fastcore.meta import delegates
-from ..core import resize_maps
+from ..core import resize_maps, torch_threads
 from ..clip import CLIPBundle
 from ..attribution import METHODS as ATTRIBUTION_METHODS
 from ..plots import attention_grid
-from .core import CMAPS, View, _LRU, _fmt, _names, _threads, agreement_overlay, overlay, to_png
+from .core import CMAPS, View, LRU, fmt_score, name_of, agreement_overlay, overlay, to_png
 from .comparison import Comparison
 
 # %% auto #0
@@ -43,7 +43,7 @@ class Comparer(Comparison, View):
         self.group_names, self.display_size = group_names, int(display_size)
         self.timings = {}           # seconds of the last refresh, by part
         self.error = None           # the last error shown in the status line
-        self._display, self._rendered = _LRU(256), {}
+        self._display, self._rendered = LRU(256), {}
         self._hold = False
         self.filters = {}           # name -> (keep, reset): more filters over the images (see `add_filter`)
         self.on_refresh = []        # callables run after each refresh (other views that follow the shown image)
@@ -71,7 +71,7 @@ class Comparer(Comparison, View):
                                   layout=L(width='260px'))
         self.jump = W.BoundedIntText(0, min=0, max=src.n - 1, description='index', layout=L(width='150px'))
         self.count = W.HTML()
-        opts = lambda vals, names, prefix: [('all', None)] + [(_names(names, int(k), prefix), int(k)) for k in torch.unique(vals).tolist()]
+        opts = lambda vals, names, prefix: [('all', None)] + [(name_of(names, int(k), prefix), int(k)) for k in torch.unique(vals).tolist()]
         self.group_filter = W.Dropdown(options=opts(src.groups, self.group_names, 'group') if src.groups is not None else [('all', None)],
                                        description='group', layout=L(width='220px'), disabled=src.groups is None)
         self.label_filter = W.Dropdown(options=opts(src.labels, src.classes, 'class') if src.labels is not None else [('all', None)],
@@ -90,7 +90,7 @@ class Comparer(Comparison, View):
         K = len(src.classes) if src.classes else None
         if K is None:
             with torch.no_grad(): K = self.logits([0]).shape[1]
-        tgt += [(f'class {k}: {_names(src.classes, k, "class")}' if src.classes else f'class {k}', k) for k in range(K)]
+        tgt += [(f'class {k}: {name_of(src.classes, k, "class")}' if src.classes else f'class {k}', k) for k in range(K)]
         self.target = W.Dropdown(options=tgt, value=target, description='target', layout=L(width='240px'))
         self.opacity = W.FloatSlider(alpha, min=0, max=1, step=0.05, description='opacity', continuous_update=False, layout=L(width='260px'))
         self.colormap = W.Dropdown(options=CMAPS, value=cmap, description='colormap', layout=L(width='200px'))
@@ -253,7 +253,7 @@ class Comparer(Comparison, View):
             self.status.value = 'no image matches the filters'
         else:
             self.timings = {}
-            with _threads(self.threads): self._refresh(self._index, time.perf_counter())
+            with torch_threads(self.threads): self._refresh(self._index, time.perf_counter())
         for f in self.on_refresh: f()
 
     def _refresh(self, i, t0):
@@ -305,21 +305,21 @@ class Comparer(Comparison, View):
         label = None if s.labels is None else int(s.labels[i])
         ok = '' if label is None else (' ✓' if pred == label else ' ✗')
         src = 'cache' if self._from_cache(gkey) else gkey[1] + f' @ {self.grounding_layer.label}'
-        self.titles['image'].value = (f'<b>#{i}</b>' + (f' · label <b>{_names(cn, label, "class")}</b>' if label is not None else '') +
-                                      f'<br>pred <b>{_names(cn, pred, "class")}</b> ({100 * float(p[pred]):.0f}%){ok}')
+        self.titles['image'].value = (f'<b>#{i}</b>' + (f' · label <b>{name_of(cn, label, "class")}</b>' if label is not None else '') +
+                                      f'<br>pred <b>{name_of(cn, pred, "class")}</b> ({100 * float(p[pred]):.0f}%){ok}')
         self.titles['grounding'].value = f'<b>language grounding</b><br><small>{src} · white: region ≥ {self.threshold.value:.2f}</small>'
         self.titles['attention'].value = (f'<b>classifier attention</b><br><small>{self.attribution_method.value} · class '
-                                          f'{_names(cn, cls, "class")} ({100 * float(p[cls]):.0f}%)</small>')
+                                          f'{name_of(cn, cls, "class")} ({100 * float(p[cls]):.0f}%)</small>')
         self.titles['agreement'].value = '<b>agreement</b><br><small><span style="color:#d22">attention</span> · <span style="color:#0aa">grounding</span> · white: both</small>'
         v = {k: float(t[0]) for k, t in sc.items()}
         pg = v['pointing_game']
-        rows = [('group', _names(self.group_names, int(s.groups[i]), 'group'))] if s.groups is not None else []
+        rows = [('group', name_of(self.group_names, int(s.groups[i]), 'group'))] if s.groups is not None else []
         rows += [('attention peak inside the grounded region', '–' if math.isnan(pg) else ('✓ hit' if pg == 1 else '✗ miss')),
-                ('attention energy inside the grounded region', _fmt(v['energy_inside'], True)),
-                ('rank correlation attention ~ grounding', _fmt(v['rank_correlation']))]
+                ('attention energy inside the grounded region', fmt_score(v['energy_inside'], True)),
+                ('rank correlation attention ~ grounding', fmt_score(v['rank_correlation']))]
         if 'attention_energy_inside_mask' in v:
             rows += [('energy inside the true mask: attention / grounding',
-                      f"{_fmt(v['attention_energy_inside_mask'], True)} / {_fmt(v['grounding_energy_inside_mask'], True)}")]
+                      f"{fmt_score(v['attention_energy_inside_mask'], True)} / {fmt_score(v['grounding_energy_inside_mask'], True)}")]
         self.info.value = ('<table style="font-size:90%">' + ''.join(f'<tr><td>{a}</td><td style="padding-left:1em"><b>{b}</b></td></tr>' for a, b in rows)
                            + '</table>')
 
@@ -333,7 +333,7 @@ class Comparer(Comparison, View):
         masks = torch.stack([it['mask'] for it in its]) if all(it['mask'] is not None for it in its) else None
         cn = self.src.classes
         logits = self.logits(idx)
-        titles = [f"#{i} pred {_names(cn, int(l.argmax()), 'class')}" + ('' if self.src.labels is None else f", label {_names(cn, int(self.src.labels[i]), 'class')}")
+        titles = [f"#{i} pred {name_of(cn, int(l.argmax()), 'class')}" + ('' if self.src.labels is None else f", label {name_of(cn, int(self.src.labels[i]), 'class')}")
                   for i, l in zip(idx, logits)]
         return attention_grid(imgs, g, self.prompts, a, masks=masks, row_titles=titles, cmap=self.colormap.value, alpha=self.opacity.value,
                               attention_title=f'attention ({self.attribution_method.value})')

@@ -8,12 +8,12 @@ from collections import Counter
 from typing import Callable, Sequence
 import torch
 import torch.nn as nn
-from ..core import combine_maps, normalize_maps
+from ..core import combine_maps, normalize_maps, eval_mode, logits_of, torch_threads
 from ..clip import CLIPBundle
 from ..cache import MapCache
 from ..grounding import ground
 from ..attribution import METHODS as ATTRIBUTION_METHODS, attribute, resolve_layer
-from .core import _LRU, _Source, _eval_mode, _threads, agreement_scores, clip_input
+from .core import LRU, ImageSource, agreement_scores, clip_input
 
 # %% auto #0
 __all__ = ['Comparison']
@@ -40,7 +40,7 @@ class Comparison:
                  batch_size: int = 16, # images per batch when scoring many images
                  threads: int | None = None, # torch CPU threads while computing (1 keeps a busy shared CPU responsive); None: torch's setting
                 ):
-        self.src = _Source(source, labels, groups, masks, classes)
+        self.src = ImageSource(source, labels, groups, masks, classes)
         self.clip, self.model, self.cache, self.batch_size, self.threads = clip, model, cache, batch_size, threads
         self.model_transform = model_transform or (lambda x: x)
         self.clip_transform = clip_transform or (lambda x: clip_input(clip, x))
@@ -50,7 +50,7 @@ class Comparison:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads={threads!r}: expected a positive int or None")
         self.calls = Counter()      # what was computed or rendered, for tests and the curious
-        self._logits, self._ground, self._attn, self._scores = _LRU(4096), _LRU(4096), _LRU(4096), _LRU(4096)
+        self._logits, self._ground, self._attn, self._scores = LRU(4096), LRU(4096), LRU(4096), LRU(4096)
         methods, self._layers = self._grounding_choices()
         layer = self._layers[methods[0]][0]
         self._settings = dict(prompts=tuple(prompts), grounding_method=methods[0], grounding_layer=layer[1] if isinstance(layer, tuple) else layer,
@@ -81,9 +81,8 @@ class Comparison:
         for b in range(0, len(todo), self.batch_size):
             part = todo[b:b + self.batch_size]
             x = self.model_transform(self.src.batch(part)).to(self.device)
-            with torch.no_grad(), _eval_mode(self.model), _threads(self.threads): out = self.model(x)
-            out = out if isinstance(out, torch.Tensor) else out['logits'] if isinstance(out, dict) else out.logits
-            for i, l in zip(part, out.float().cpu()): self._logits.put(i, l)
+            with torch.no_grad(), eval_mode(self.model), torch_threads(self.threads): out = self.model(x)
+            for i, l in zip(part, logits_of(out).float().cpu()): self._logits.put(i, l)
             self.calls['forward'] += len(part)
         return torch.stack([self._logits.get(i) for i in idx])
 
@@ -112,7 +111,7 @@ class Comparison:
         for b in range(0, len(todo), self.batch_size):
             part = todo[b:b + self.batch_size]
             x = self.clip_transform(self.src.batch(part)).to(self.clip.device)
-            with _threads(self.threads): maps = ground(self.clip, x, list(prompts), method=method, **kw).cpu()
+            with torch_threads(self.threads): maps = ground(self.clip, x, list(prompts), method=method, **kw).cpu()
             for i, m in zip(part, maps): self._ground.put((i, key), m)
             self.calls['ground'] += len(part)
         return torch.stack([self._ground.get((i, key)) for i in idx])
@@ -137,7 +136,7 @@ class Comparison:
             x = self.model_transform(self.src.batch([k[0] for k in part])).to(self.device)
             cls = torch.tensor([k[2] for k in part], device=self.device)
             kw = {'layer': self.attribution_layer} if self.attribution_layer is not None and ATTRIBUTION_METHODS[method].uses_layer else {}
-            with _eval_mode(self.model), _threads(self.threads): maps = attribute(self.model, x, cls, method=method, **kw).detach().cpu()
+            with eval_mode(self.model), torch_threads(self.threads): maps = attribute(self.model, x, cls, method=method, **kw).detach().cpu()
             for k, m in zip(part, maps): self._attn.put(k, m)
             self.calls['attribute'] += len(part)
         return torch.stack([self._attn.get(k) for k in keys])

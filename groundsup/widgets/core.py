@@ -20,7 +20,8 @@ from ..metrics import energy_inside, pointing_game, rank_correlation
 
 # %% auto #0
 __all__ = ['STATIC_NOTICE', 'CMAPS', 'SCORES', 'SCORE_TITLES', 'widgets_available', 'View', 'to_png', 'overlay',
-           'agreement_overlay', 'agreement_scores', 'clip_input']
+           'agreement_overlay', 'agreement_scores', 'fmt_score', 'name_of', 'fig_png', 'LRU', 'clip_input',
+           'ImageSource']
 
 # %% ../../nbs/10_widgets.ipynb #52a63b14
 def widgets_available() -> bool:
@@ -120,6 +121,49 @@ def agreement_scores(attention: torch.Tensor, # `B x 1 x h x w` classifier atten
             out[f'{name}_energy_inside_mask'] = energy_inside(m, mk, reduction='none')[:, 0]
     return out
 
+# %% ../../nbs/10_widgets.ipynb #37bfcbe4
+CMAPS = ('jet', 'viridis', 'inferno', 'magma', 'plasma', 'turbo', 'gray')
+SCORES = ('rank_correlation', 'energy_inside', 'pointing_game')
+SCORE_TITLES = {'rank_correlation': 'rank correlation attention ~ grounding', 'energy_inside': 'attention energy inside the grounded region',
+                'pointing_game': 'attention peak inside the grounded region (1 hit, 0 miss)'}
+
+def fmt_score(v: float, # a score; NaN: undefined
+              pct: bool = False, # as a whole percentage (a share) instead of two decimals
+             ) -> str:
+    "A score as the views show it: '–' when undefined (NaN), else two decimals or a whole percentage."
+    v = float(v)
+    if math.isnan(v): return '–'
+    return f'{100 * v:.0f}%' if pct else f'{v:.2f}'
+
+def name_of(names: Sequence | dict | None, # names by index (a list) or by key (a dict); None: no names
+            k: int, # the class or group
+            prefix: str, # what `k` is, for the fallback name: 'class', 'group'
+           ) -> str:
+    "The name a view shows for class or group `k`: `names[k]` when there is one, else e.g. 'class 3'."
+    if names is None: return f'{prefix} {k}'
+    if isinstance(names, dict): return str(names.get(k, f'{prefix} {k}'))
+    return str(names[k]) if 0 <= k < len(names) else f'{prefix} {k}'
+
+def fig_png(fig: matplotlib.figure.Figure, # the figure to draw; it is closed afterwards
+           ) -> bytes:
+    "PNG bytes of a matplotlib figure at 80 dpi (for an `ipywidgets.Image`); the figure is closed."
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
+    return buf.getvalue()
+
+class LRU(OrderedDict):
+    "A small least-recently-used dict (the views' per-image caches): `put` adds and drops the least recently used items beyond `size`; `get` counts as a use."
+    def __init__(self, size: int, # the most items kept
+                ): super().__init__(); self.size = size
+    def get(self, k, default=None):
+        "The value of `k` (now the most recently used), or `default`."
+        if k in self: self.move_to_end(k); return self[k]
+        return default
+    def put(self, k, v):
+        "Store `v` under `k` (the most recently used), drop the least recently used beyond `size`; returns `v`."
+        self[k] = v; self.move_to_end(k)
+        while len(self) > self.size: self.popitem(last=False)
+        return v
+
 # %% ../../nbs/10_widgets.ipynb #f282c065
 def _clip_mean_std(clip):
     "CLIP's normalization, read from its preprocess (a torchvision Normalize inside), else open_clip's OpenAI values."
@@ -138,42 +182,16 @@ def clip_input(clip: CLIPBundle, # the CLIP whose input size and normalization t
     mean, std = (torch.tensor(v, dtype=torch.float32, device=x.device).view(1, -1, 1, 1) for v in _clip_mean_std(clip))
     return (x - mean) / std
 
-class _LRU(OrderedDict):
-    "A small least-recently-used dict: the per-image caches of the widgets."
-    def __init__(self, size): super().__init__(); self.size = size
-    def get(self, k, default=None):
-        if k in self: self.move_to_end(k); return self[k]
-        return default
-    def put(self, k, v):
-        self[k] = v; self.move_to_end(k)
-        while len(self) > self.size: self.popitem(last=False)
-        return v
-
-class _threads:
-    "Run with `n` torch CPU threads, then restore the previous setting (None: leave it alone)."
-    def __init__(self, n): self.n = n
-    def __enter__(self):
-        self.old = torch.get_num_threads()
-        if self.n: torch.set_num_threads(self.n)
-    def __exit__(self, *exc):
-        if self.n: torch.set_num_threads(self.old)
-
-class _eval_mode:
-    "Run a model in eval mode and give it back with every module's train/eval flag as it was."
-    def __init__(self, model): self.model = model
-    def __enter__(self):
-        self.modes = [(m, m.training) for m in self.model.modules()]; self.model.eval()
-    def __exit__(self, *exc):
-        for m, t in self.modes: m.train(t)
-
-def _names(names, k, prefix):
-    if names is None: return f'{prefix} {k}'
-    if isinstance(names, dict): return str(names.get(k, f'{prefix} {k}'))
-    return str(names[k]) if 0 <= k < len(names) else f'{prefix} {k}'
-
-class _Source:
-    "Images (raw, [0, 1]) with optional labels, groups and masks, from a tensor or a dataset of dict items."
-    def __init__(self, source, labels=None, groups=None, masks=None, classes=None):
+# %% ../../nbs/10_widgets.ipynb #1d26d86b
+class ImageSource:
+    "The images a view shows (raw, in [0, 1]) with their labels, groups, masks and class names, from a tensor or a dataset of dict items; items are cached."
+    def __init__(self,
+                 source, # raw `B x 3 x H x W` images in [0, 1], or a dataset of dict items ('image', optional 'mask')
+                 labels=None, # one class per image (default: the dataset's `labels`, if any)
+                 groups=None, # one group per image (default: the dataset's `groups`, if any)
+                 masks=None, # `B x 1 x H x W` (or `B x H x W`) true foreground masks, instead of the items' own
+                 classes=None, # class names (default: the dataset's `classes`, if any)
+                ):
         if isinstance(source, torch.Tensor):
             if source.ndim != 4 or source.shape[1] != 3 or len(source) == 0:
                 raise ValueError(f"source: expected raw B x 3 x H x W images in [0, 1], got shape {tuple(source.shape)}")
@@ -198,7 +216,7 @@ class _Source:
         self.masks = masks
         self.classes = list(classes) if classes is not None else getattr(self.dataset, 'classes', None)
         self.img_ids = getattr(self.dataset, 'img_ids', None)
-        self._items = _LRU(256)
+        self._items = LRU(256)
 
     def item(self, i: int) -> dict:
         "{'image': 3 x H x W float in [0, 1], 'mask': 1 x H x W bool or None}"
@@ -214,22 +232,7 @@ class _Source:
         if self.masks is not None: mask = self.masks[i]
         return self._items.put(i, {'image': img, 'mask': mask})
 
-    def batch(self, idx):
+    def batch(self, idx) -> torch.Tensor:
+        "Images `idx` as one raw `len(idx) x 3 x H x W` batch."
         its = [self.item(i) for i in idx]
         return torch.stack([t['image'] for t in its])
-
-# %% ../../nbs/10_widgets.ipynb #37bfcbe4
-CMAPS = ('jet', 'viridis', 'inferno', 'magma', 'plasma', 'turbo', 'gray')
-SCORES = ('rank_correlation', 'energy_inside', 'pointing_game')
-SCORE_TITLES = {'rank_correlation': 'rank correlation attention ~ grounding', 'energy_inside': 'attention energy inside the grounded region',
-                'pointing_game': 'attention peak inside the grounded region (1 hit, 0 miss)'}
-
-def _fmt(v, pct=False):
-    v = float(v)
-    if math.isnan(v): return '–'
-    return f'{100 * v:.0f}%' if pct else f'{v:.2f}'
-
-def _fig_png(fig) -> bytes:
-    "PNG bytes of a matplotlib figure (closed afterwards)."
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
-    return buf.getvalue()

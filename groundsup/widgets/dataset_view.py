@@ -12,8 +12,8 @@ import torch.nn.functional as F
 import matplotlib
 import matplotlib.pyplot as plt
 import ipywidgets as W
-from ..core import resize_maps
-from .core import SCORES, SCORE_TITLES, View, _fig_png, _fmt, _names, _threads, agreement_overlay, to_png
+from ..core import resize_maps, torch_threads
+from .core import SCORES, SCORE_TITLES, View, fig_png, fmt_score, name_of, agreement_overlay, to_png
 from .comparer import Comparer
 
 # %% auto #0
@@ -57,7 +57,7 @@ class DatasetView(View):
         t = time.perf_counter()
         self.status.value = f'⏳ scoring {len(self.indices)} images…'
         try:
-            with _threads(c.threads): sc = c.scores(self.indices)
+            with torch_threads(c.threads): sc = c.scores(self.indices)
         except Exception as e:
             self.status.value = f'<span style="color:#c00">⚠ {type(e).__name__}: {e}</span>'; raise
         self.results = {k: v.clone() for k, v in sc.items()}
@@ -84,7 +84,7 @@ class DatasetView(View):
         cmap = plt.get_cmap('tab10')
         for j, g in enumerate(torch.unique(groups).tolist()):
             x = v[groups == g]; x = x[~x.isnan()].numpy()
-            name = _names(c.group_names, g, 'group') if c.src.groups is not None else 'all images'
+            name = name_of(c.group_names, g, 'group') if c.src.groups is not None else 'all images'
             ax.hist(x, bins=bins, histtype='step', lw=2, color=cmap(j % 10), label=f'{name} (n={len(x)}, mean {x.mean() if len(x) else math.nan:.2f})')
             if len(x): ax.axvline(x.mean(), color=cmap(j % 10), ls='--', lw=1)
         ax.set_xlabel(SCORE_TITLES[s]); ax.set_ylabel('images'); ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1, 1))
@@ -104,7 +104,7 @@ class DatasetView(View):
 
     def _draw(self):
         if self.results is None: return
-        self.histogram.value = _fig_png(self.figure())
+        self.histogram.value = fig_png(self.figure())
         c, s = self.comparer, self.score.value
         items = []
         for i in self.ranking()[:self.n_gallery.value]:
@@ -113,7 +113,7 @@ class DatasetView(View):
             b.add_class('groundsup-open')
             b.on_click(lambda _, i=i: self.open(i))
             items.append(W.VBox([W.Image(value=self._thumb(i), format='png', width=self.thumb_size, height=self.thumb_size),
-                                 W.HTML(f'<small>{_fmt(v)} · {_names(c.group_names, int(c.src.groups[i]), "group") if c.src.groups is not None else ""}</small>'),
+                                 W.HTML(f'<small>{fmt_score(v)} · {name_of(c.group_names, int(c.src.groups[i]), "group") if c.src.groups is not None else ""}</small>'),
                                  b]))
         self.gallery.children = items
 

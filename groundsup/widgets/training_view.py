@@ -16,7 +16,7 @@ from ..core import combine_maps, normalize_maps, resize_maps
 from ..metrics import energy_inside, rank_correlation
 from ..plots import to_display
 from ..train import load_attention_track
-from .core import CMAPS, View, _fmt, _names, overlay, to_png
+from .core import CMAPS, View, fmt_score, name_of, overlay, to_png
 
 # %% auto #0
 __all__ = ['TrainingView']
@@ -118,14 +118,14 @@ class TrainingView(View):
                 au = resize_maps(a[j:j + 1].float(), (S, S))[0, 0].numpy()
                 self._set((r, j), (k, cmap, alpha), lambda: overlay(self._img[j], au, cmap, alpha, mo))
                 pred = int(p[j]); lab = None if self.labels is None else int(self.labels[j])
-                self.captions[r, j].value = (f'<small>pred {_names(self.classes, pred, "class")}'
+                self.captions[r, j].value = (f'<small>pred {name_of(self.classes, pred, "class")}'
                                              + ('' if lab is None else (' ✓' if pred == lab else ' ✗')) + '</small>')
         sc = self.scores(e)
         names = {'accuracy': 'probe accuracy', 'energy_inside_mask': 'attention energy inside the true masks',
                  'rank_correlation_grounding': 'rank correlation with the grounding'}
         keys = list(next(iter(sc.values())))
         self.summary.value = ('<table style="font-size:90%"><tr><th>epoch ' + str(e) + '</th>' + ''.join(f'<th style="padding-left:1em">{names[k]}</th>' for k in keys)
-                              + '</tr>' + ''.join(f'<tr><td><b>{r}</b></td>' + ''.join(f'<td style="padding-left:1em">{_fmt(d[k])}</td>' for k in keys) + '</tr>'
+                              + '</tr>' + ''.join(f'<tr><td><b>{r}</b></td>' + ''.join(f'<td style="padding-left:1em">{fmt_score(d[k])}</td>' for k in keys) + '</tr>'
                                                   for r, d in sc.items()) + '</table>')
 
     def static_figure(self, epochs: Sequence[int] | None = None, # epochs to show (default: the first and the last)

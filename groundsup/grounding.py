@@ -21,7 +21,7 @@ _all_ = ['PRECISIONS', 'CLIPBundle', 'WeightsUnavailableError', 'load_clip', 'CA
          'file_records', 'content_digest']   # re-exported: `from groundsup.grounding import load_clip, MapCache` keeps working
 
 # %% auto #0
-__all__ = ['GROUNDING_METHODS', 'METHODS', 'resolve_method', 'ground', 'ground_dataset', 'PRECISIONS', 'CLIPBundle',
+__all__ = ['GROUNDING_METHODS', 'METHODS', 'resolve_method', 'ground', 'ground_raw', 'ground_dataset', 'PRECISIONS', 'CLIPBundle',
            'WeightsUnavailableError', 'load_clip', 'CACHE_FORMAT', 'MapCache', 'weights_fingerprint', 'file_records',
            'content_digest']
 
@@ -223,16 +223,25 @@ def ground(clip: CLIPBundle, # from `load_clip` (or `CLIPBundle.from_model`)
            size: int | tuple[int, int] | None = None, # upsample the maps to this (H, W) (bilinear), e.g. the image size
           ) -> torch.Tensor: # float32 `B x P x h x w` in [0, 1], on the images' device
     "Ground every prompt in every image with CLIP: one image forward per batch, whatever the number of prompts."
+    maps = normalize_maps(ground_raw(clip, images, prompts, method, layer, start_layer))
+    if size is not None: maps = normalize_maps(resize_maps(maps, size))
+    return maps.to(images.device)
+
+def ground_raw(clip: CLIPBundle, # from `load_clip` (or `CLIPBundle.from_model`)
+               images: torch.Tensor, # preprocessed `B x 3 x H x W` batch at the model's input size
+               prompts: Sequence[str] | Sequence[Sequence[str]], # list[str] for every image, or list[list[str]] (one list per image, same length)
+               method: str = 'auto', # 'gradcam' (ResNets), 'relevance' (ViTs), or 'auto' (by tower type)
+               layer: str | None = None, # gradcam: a module name of the visual tower (default 'layer4', the last stage)
+               start_layer: int = 0, # relevance: first block accumulated (0: all blocks, as GALS; -1: last block only)
+              ) -> torch.Tensor: # float32 `B x P x h x w`, >= 0, on the model's device
+    "The maps of `ground` before its min-max normalization, in their own units: GradCAM's `ReLU(sum_k w_k A_k)` or the relevance row."
     method = resolve_method(clip, method)
     images = _check_images(clip, images)
     per = _check_prompts(prompts, images.shape[0])
     lay = _resolve_layer(clip, layer) if method == 'gradcam' else None
     if method == 'relevance' and layer is not None: raise ValueError(f"layer={layer!r} is for gradcam; relevance uses start_layer")
     start = _resolve_start(clip, start_layer) if method == 'relevance' else 0
-    text = text_features(clip, per)
-    maps = normalize_maps(_ground(clip, images, text, method, lay, start))
-    if size is not None: maps = normalize_maps(resize_maps(maps, size))
-    return maps.to(images.device)
+    return _ground(clip, images, text_features(clip, per), method, lay, start)
 
 # %% ../nbs/02b_grounding.ipynb #b090a608
 def _item_image(item, key):

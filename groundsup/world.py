@@ -16,10 +16,10 @@ from .core import read_json, write_json
 # %% auto #0
 __all__ = ['FAMILIES', 'SHAPES', 'EXTRA_SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'WORLD_VERSION', 'JPEG_QUALITY', 'SPLITS',
            'SHAPE_WORDS', 'FAMILY_WORDS', 'AGNOSTIC_WORDS', 'PLACE_WORDS', 'WORLD_CLIP', 'WORLD_CLIP_VIT',
-           'WORLD_CLIPS', 'ASSETS', 'OBJECT_PROMPT', 'FAMILY_PROMPTS', 'PLACE_PROMPTS', 'sample_scenes',
-           'render_scenes', 'world_scenes', 'make_world', 'place_swapped', 'caption_scene', 'world_clip_path',
-           'register_world_clip', 'world_clip_config', 'train_world_clip', 'save_world_clip', 'load_world_clip',
-           'evaluate_world_clip']
+           'WORLD_CLIPS', 'ASSETS', 'OBJECT_PROMPT', 'FAMILY_PROMPTS', 'PLACE_PROMPTS', 'stream_seed', 'check_int',
+           'sample_scenes', 'render_scenes', 'world_scenes', 'make_world', 'place_swapped', 'caption_scene',
+           'world_clip_path', 'register_world_clip', 'world_clip_config', 'train_world_clip', 'save_world_clip',
+           'load_world_clip', 'evaluate_world_clip']
 
 # %% ../nbs/05_world.ipynb #927d62d7
 FAMILIES = ('round', 'angular')   # label y = 0, 1
@@ -32,14 +32,21 @@ COLOURS = {'red': (0.85, 0.12, 0.12), 'orange': (0.96, 0.55, 0.08), 'yellow': (0
 COLOUR_NAMES = tuple(COLOURS)
 
 # %% ../nbs/05_world.ipynb #dc991ca8
-def _seed(*keys) -> int:
-    "One 63-bit seed from a tuple of integers (independent streams for different tuples)."
+def stream_seed(*keys: int, # integers that name the stream, e.g. (world seed, split) or (seed, 7, step)
+               ) -> int: # a seed in [0, 2**63)
+    "One 63-bit seed from a tuple of integers: independent random streams for different tuples (numpy's `SeedSequence`)."
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
-def _check_int(v, name, lo=0):
+def check_int(v, # the value to check, e.g. a number of images
+              name: str, # its name, for the message
+              lo: int = 0, # the smallest value allowed
+             ) -> int: # `v` as a Python int
+    "`v` as an int when it is an integer (not a bool) of at least `lo`; else a ValueError that names it."
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name}={v!r}: expected an integer >= {lo}")
     return int(v)
+
+_seed, _check_int = stream_seed, check_int   # the old names, for groundsup.pretrain until it imports the public ones
 
 # %% ../nbs/05_world.ipynb #4dfd676c
 def sample_scenes(n: int, # number of scenes
@@ -49,9 +56,9 @@ def sample_scenes(n: int, # number of scenes
                   p_empty: float = 0.0, # probability that a scene has no foreground shape at all
                  ) -> dict: # parameter name -> tensor of length `n`
     "Draw the parameters of `n` scenes: shape kind, size, position, rotation, colour, background."
-    n, seed = _check_int(n, 'n'), _check_int(seed, 'seed')
+    n, seed = check_int(n, 'n'), check_int(seed, 'seed')
     if not 0 <= p_empty <= 1: raise ValueError(f"p_empty={p_empty!r}: expected a probability in [0, 1]")
-    g = torch.Generator().manual_seed(_seed(seed, n))
+    g = torch.Generator().manual_seed(stream_seed(seed, n))
     u = lambda: torch.rand(n, generator=g)
     yy, pl = (u() < 0.5).long(), (u() < 0.5).long()
     y = yy if y is None else torch.as_tensor(y).long()
@@ -125,7 +132,7 @@ def render_scenes(scenes: dict, # from `sample_scenes`
                   size: int = 224, # image side in pixels
                  ) -> tuple[torch.Tensor, torch.Tensor]: # images `B x 3 x size x size` float in [0, 1], masks `B x 1 x size x size` bool
     "Render scenes to images and their foreground masks (each image depends only on its own parameters)."
-    size = _check_int(size, 'size', lo=16)
+    size = check_int(size, 'size', lo=16)
     m, u = _shape_masks(scenes, size)
     col = torch.tensor([COLOURS[c] for c in COLOUR_NAMES])[scenes['colour']].view(-1, 3, 1, 1)
     fg = col * (0.85 + 0.12 * u.clamp(-1, 1))[:, None]     # a soft shading across the shape
@@ -136,7 +143,7 @@ WORLD_VERSION = 1   # bump when rendering changes, so stale folders are refused 
 
 def _split_groups(n, split, bias, seed):
     "Labels and places of one split: train biased (exact counts), val/test balanced over the 4 groups."
-    g = torch.Generator().manual_seed(_seed(seed, 1000 + split))
+    g = torch.Generator().manual_seed(stream_seed(seed, 1000 + split))
     if split == 0:
         y = torch.arange(n) % 2
         agree = torch.zeros(n, dtype=torch.bool); agree[:round(bias * n)] = True
@@ -151,16 +158,16 @@ def _split_groups(n, split, bias, seed):
 def _world_config(bias, n_train, n_val, n_test, size, seed):
     if not isinstance(bias, (float, int)) or isinstance(bias, bool) or not 0 <= bias <= 1:
         raise ValueError(f"bias={bias!r}: expected a fraction in [0, 1] (0.95 is Waterbirds-95)")
-    for v, k in ((n_train, 'n_train'), (n_val, 'n_val'), (n_test, 'n_test')): _check_int(v, k)
+    for v, k in ((n_train, 'n_train'), (n_val, 'n_val'), (n_test, 'n_test')): check_int(v, k)
     return dict(version=WORLD_VERSION, bias=float(bias), n_train=int(n_train), n_val=int(n_val), n_test=int(n_test),
-                size=_check_int(size, 'size', lo=16), seed=_check_int(seed, 'seed'))
+                size=check_int(size, 'size', lo=16), seed=check_int(seed, 'seed'))
 
 def world_scenes(config: dict) -> tuple[dict, list[int]]:
     "All scenes of a world (splits concatenated: train, val, test) and the split of each, from its `config`."
     parts, splits = [], []
     for split, n in enumerate((config['n_train'], config['n_val'], config['n_test'])):
         y, place = _split_groups(n, split, config['bias'], config['seed'])
-        parts.append(sample_scenes(n, seed=_seed(config['seed'], split), y=y, place=place))
+        parts.append(sample_scenes(n, seed=stream_seed(config['seed'], split), y=y, place=place))
         splits += [split] * n
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, splits
 
@@ -353,7 +360,7 @@ def train_world_clip(steps: int = 300, # optimizer steps (each on a fresh batch 
     "Train the tiny CLIP contrastively (symmetric InfoNCE) on captioned scenes; returns the open_clip model in eval mode."
     import open_clip
     from groundsup.core import default_device, seed_everything
-    steps, batch_size = _check_int(steps, 'steps', lo=1), _check_int(batch_size, 'batch_size', lo=2)
+    steps, batch_size = check_int(steps, 'steps', lo=1), check_int(batch_size, 'batch_size', lo=2)
     dev = default_device(device)
     if threads: torch.set_num_threads(threads)
     torch.set_flush_denormal(True)   # tiny weights decay into denormals, which are very slow on CPUs
@@ -365,12 +372,12 @@ def train_world_clip(steps: int = 300, # optimizer steps (each on a fresh batch 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
     warm = min(50, steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    rng, target = random.Random(_seed(seed, 7)), torch.arange(batch_size, device=dev)
+    rng, target = random.Random(stream_seed(seed, 7)), torch.arange(batch_size, device=dev)
     model.train()
     bar = tqdm(range(steps), desc=name, disable=not progress)
     for step in bar:
-        s = sample_scenes(batch_size, seed=_seed(seed, 7, step), p_empty=p_empty)
-        if pairs: s = _paired(s, _seed(seed, 8, step))
+        s = sample_scenes(batch_size, seed=stream_seed(seed, 7, step), p_empty=p_empty)
+        if pairs: s = _paired(s, stream_seed(seed, 8, step))
         x = (render_scenes(s)[0].to(dev) - mean) / std
         t = tok([caption_scene(s, i, rng) for i in range(batch_size)]).to(dev)
         f, g, scale = model(x, t)[:3]
@@ -411,13 +418,13 @@ PLACE_PROMPTS = ['a photo of land', 'a photo of water']
 
 def evaluate_world_clip(clip, # from `load_world_clip`
                         n: int = 512, # held-out scenes (y and place independent)
-                        seed: int = 0, # evaluation seed stream: `_seed(seed, 9)`, never used in training
+                        seed: int = 0, # evaluation seed stream: `stream_seed(seed, 9)`, never used in training
                         batch_size: int = 64, # images per `ground` call
                        ) -> dict:
     "Zero-shot accuracies (family, background) and localisation (pointing game, energy inside) of the world CLIP on held-out scenes."
     from groundsup.grounding import ground
     from groundsup.metrics import pointing_game, energy_inside
-    s = sample_scenes(_check_int(n, 'n', lo=1), seed=_seed(seed, 9))
+    s = sample_scenes(check_int(n, 'n', lo=1), seed=stream_seed(seed, 9))
     dev = clip.device; mean, std = _mean_std(dev)
     model, tok = clip.model, clip.tokenizer
     with torch.no_grad():

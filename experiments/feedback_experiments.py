@@ -38,20 +38,18 @@ def annotate(root, world, seed, budgets, layer, progress=True):
     "Write one annotations file per budget (the smaller budgets are the first answers of the larger: the same proposal order)."
     import torch
     from groundsup.data import WaterbirdsDataset, gals_transform
-    from groundsup.experiment import load_config
+    from groundsup.experiment import load_config, load_model
     from groundsup.feedback import simulate_annotations, dataset_key
     from groundsup.cache import MapCache
     from groundsup.metrics import rank_correlation
-    from groundsup.models import build_model, LogitsOnly
-    from groundsup.train import load_checkpoint
+    from groundsup.models import LogitsOnly
     from groundsup.attribution import attribute
     cfg = load_config('world_vanilla')
     ds = WaterbirdsDataset(root / f'world-{world}', 'train', masks=True, transform=gals_transform(cfg.data.size))
     train = WaterbirdsDataset(root / f'world-{world}', 'train')   # the dataset key is that of the training split's files
     items = [ds[i] for i in range(len(ds))]
     x = torch.stack([it['image'] for it in items]); masks = torch.stack([it['mask'] for it in items]) > 0.5
-    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
-    load_checkpoint(root / world / 'vanilla' / f'seed{seed}-run' / f'seed{seed}' / 'best', model); model.eval()
+    model, _ = load_model(cfg, root / world / 'vanilla' / f'seed{seed}-run' / f'seed{seed}' / 'best', check_inputs=False); model.eval()
     net = LogitsOnly(model)   # in training mode: `attribute` uses each batch's BatchNorm statistics (see the docstring)
     with torch.no_grad(): pred = torch.cat([net(x[b:b + 200]).argmax(1) for b in range(0, len(x), 200)])
     att = torch.cat([attribute(net, x[b:b + 200], pred[b:b + 200], method='gradcam', layer=f'model.{layer}') for b in range(0, len(x), 200)])

@@ -83,9 +83,8 @@ def main():
 
 def report(root, worlds, methods, seeds, seconds, name='results'):
     import torch
-    from groundsup.experiment import load_config, build_datasets
-    from groundsup.models import build_model, LogitsOnly
-    from groundsup.train import load_checkpoint
+    from groundsup.experiment import load_config, build_datasets, load_model
+    from groundsup.models import LogitsOnly
     from groundsup.attribution import attribute
     from groundsup.metrics import attention_inside
     from groundsup.data import WaterbirdsDataset, gals_transform
@@ -108,8 +107,7 @@ def report(root, worlds, methods, seeds, seconds, name='results'):
                 out = root / w / folder / f'seed{s}-run'
                 if not (out / 'summary.json').exists(): continue
                 t = json.loads((out / 'summary.json').read_text())['trials'][0]
-                model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
-                load_checkpoint(out / f'seed{s}' / 'best', model); model.eval()
+                model, _ = load_model(cfg, out / f'seed{s}' / 'best', check_inputs=False); model.eval()
                 # a fresh LogitsOnly is in training mode: `attribute` uses each batch's BatchNorm statistics (how the page's numbers were made)
                 att = torch.cat([attribute(LogitsOnly(model), x[b:b + 100], y[b:b + 100], method='saliency') for b in range(0, len(x), 100)])
                 t['attention_inside'] = float(attention_inside(att, masks))

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .core import resize_maps, atomic_write, read_json
-from .data import load_image
+from .core import resize_maps, atomic_write, read_json, eval_mode
+from .data import ImageFiles
 from .clip import CLIPBundle, load_clip, text_features
 from .cache import weights_fingerprint, file_records, content_digest, prepare_cache_dir, tensor_sha, config_hash, json_ready
 from .grounding import ground, ground_dataset
@@ -201,19 +201,6 @@ def audit_heatmap(rows: dict, # {row name: {concept: mean share, ...}} (`AuditRe
     return ax.figure
 
 # %% ../nbs/09a_audit.ipynb #412314d1
-class _ClipImages(torch.utils.data.Dataset):
-    "The dataset's image files through CLIP's preprocessing (for `ground_dataset`)."
-    def __init__(self, paths, preprocess): self.paths, self.preprocess = list(paths), preprocess
-    def __len__(self): return len(self.paths)
-    def __getitem__(self, i): return self.preprocess(load_image(self.paths[i]))
-
-class _EvalMode:
-    "Put a model in eval mode for the audit and give it back in the mode it had."
-    def __init__(self, m): self.m = m
-    def __enter__(self): self.modes = {k: v.training for k, v in self.m.named_modules()}; self.m.eval()
-    def __exit__(self, *a):
-        for k, v in self.m.named_modules(): v.train(self.modes.get(k, v.training))
-
 def _presence(clip, x, concepts, obj) -> torch.Tensor:
     "B x P: CLIP's softmax over the context concepts for each image (the object's entry 1)."
     P = len(concepts)
@@ -290,7 +277,7 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
         prepare_cache_dir(out, cfg, overwrite, records, old)     # refuses another audit's folder (differs in: ...)
         f.unlink(missing_ok=True)
     # 1. grounding: a content-keyed grounding cache when there is a folder for it, else in memory
-    cimg = _ClipImages(paths, clip.preprocess)
+    cimg = ImageFiles(paths, clip.preprocess, ids)
     cache = None
     if out is not None or grounding is not None:
         cache = ground_dataset(clip, cimg, concepts, Path(grounding) if grounding is not None else out/'grounding', ids=ids,
@@ -300,7 +287,7 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
     dev = next(model.parameters()).device
     net = LogitsOnly(model)
     shares, presence, cover, preds = [], [], [], []
-    with _EvalMode(model), tqdm(total=n, desc='audit', unit='img', disable=not progress) as bar:
+    with eval_mode(model), tqdm(total=n, desc='audit', unit='img', disable=not progress) as bar:
         for b, (batch, xc) in enumerate(zip(dl, cl)):
             idx = list(range(b * batch_size, b * batch_size + len(xc)))
             maps = cache.maps(idx) if cache is not None else ground(clip, xc.to(clip.device), concepts).cpu()

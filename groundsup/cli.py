@@ -11,11 +11,10 @@ from .data import ImageLoadError
 from .clip import load_clip
 from .bench import bench_grounding, bench_train
 from .world import OBJECT_PROMPT, PLACES, PLACE_PROMPTS, FAMILIES, WORLD_CLIPS, load_world_clip
-from .models import build_model
-from .train import evaluate, load_checkpoint
+from .train import evaluate
 from .pretrain import pretrain_backbone, save_backbone, weights_sha256, shipped_card
 from .experiment import (load_config, run_grounding, run_experiment, build_datasets, prepare_data, summary_table,
-                                  shipped_configs, _terms, claim_out, check_input_meta, input_meta)
+                                  shipped_configs, uses_grounding, claim_out, check_input_meta, input_meta, load_model)
 from .audit import audit as concept_audit, check_concepts, CONTEXT_REGIONS
 from .demo import demo
 
@@ -49,7 +48,7 @@ def train_command(config: str, # YAML file or shipped config name
     "`groundsup train`: stage 2 for every seed (makes the data and the grounding cache first when the config needs them)."
     cfg = _cfg(config, overrides, device)
     claim_out(cfg, restart)                        # a changed config or an unwritable out fails here, before any work
-    if any(t.source == 'grounding' for t in _terms(cfg).values()): run_grounding(cfg, device=device, progress=not quiet)
+    if uses_grounding(cfg): run_grounding(cfg, device=device, progress=not quiet)
     summary = run_experiment(cfg, progress=not quiet)
     print(summary_table([summary]), end='')
     print(f"runs and summary: {cfg.out}")
@@ -64,10 +63,7 @@ def eval_command(config: str, # YAML file or shipped config name (gives the data
     "`groundsup eval`: group accuracies of a checkpoint on a split of the config's data."
     if split not in ('train', 'val', 'test'): raise ValueError(f"split={split!r}: expected 'train', 'val' or 'test'")
     cfg = _cfg(config, overrides, device, purpose='eval')
-    if not (Path(checkpoint)/'state.json').is_file() and not Path(checkpoint).is_dir():
-        raise FileNotFoundError(f"checkpoint={checkpoint!r}: no such checkpoint folder")
-    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
-    check_input_meta(load_checkpoint(checkpoint, model), cfg, checkpoint)   # trained at another data.size: refused
+    model, _ = load_model(cfg, checkpoint)            # trained at another data.size: refused
     prepare_data(cfg, progress=False)
     ds = build_datasets(cfg, splits=(split,))[split]
     model.to(default_device(cfg.train.device))
@@ -117,10 +113,8 @@ def _audit_names(cfg, ds):
 
 def _audit_model(cfg, checkpoint):
     "The config's classifier with the checkpoint's weights; a checkpoint of another model or other inputs is refused."
-    if not Path(checkpoint).is_dir(): raise FileNotFoundError(f"checkpoint={checkpoint!r}: no such checkpoint folder")
-    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
     hint = f"the config's model is model.name={cfg.model.name} with model.num_classes={cfg.model.num_classes}; audit a checkpoint with the config it was trained with"
-    try: state = load_checkpoint(checkpoint, model)
+    try: model, state = load_model(cfg, checkpoint, check_inputs=False)   # a missing folder: FileNotFoundError, as is
     except (RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()
         raise ValueError(f"checkpoint={checkpoint!r} does not match the config: {first[0] if first else type(e).__name__}; {hint}") from None

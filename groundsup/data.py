@@ -18,9 +18,9 @@ from .core import resize_maps
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'MISSING_MAP_ERRORS', 'SPLITS', 'REDMEAT_CLASSES', 'ImageLoadError', 'load_image',
-           'load_mask', 'GroundingMap', 'train_transform', 'eval_transform', 'gals_transform', 'ImageDataset',
-           'upweights', 'sample_weights', 'weighted_sampler', 'read_table', 'WaterbirdsDataset', 'food101_split',
-           'Food101Subset', 'CSVDataset']
+           'ImageFiles', 'load_mask', 'GroundingMap', 'train_transform', 'eval_transform', 'gals_transform',
+           'ImageDataset', 'upweights', 'sample_weights', 'weighted_sampler', 'read_table', 'WaterbirdsDataset',
+           'food101_split', 'Food101Subset', 'CSVDataset']
 
 # %% ../nbs/01_data.ipynb #96b0d3c5
 class ImageLoadError(RuntimeError):
@@ -50,6 +50,20 @@ def load_image(path: str | Path, # image file (anything PIL reads: JPEG, PNG, GI
     except ImageLoadError: raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise ImageLoadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
+
+# %% ../nbs/01_data.ipynb #394e4fdf
+class ImageFiles(Dataset):
+    "Image files as a dataset: item `i` is `transform(load_image(paths[i]))`, e.g. through CLIP's preprocessing for `ground_dataset`."
+    def __init__(self,
+                 paths: Sequence[str | Path], # image files
+                 transform: Callable, # applied to each loaded RGB PIL image, e.g. `clip.preprocess`
+                 ids: Sequence | None = None, # one id per file (`ground_dataset` stores the maps under them); default: 0..n-1
+                ):
+        self.paths, self.transform = list(paths), transform
+        self.ids = list(ids) if ids is not None else list(range(len(self.paths)))
+        if len(self.ids) != len(self.paths): raise ValueError(f"ids: {len(self.ids)} ids for {len(self.paths)} files")
+    def __len__(self): return len(self.paths)
+    def __getitem__(self, i): return self.transform(load_image(self.paths[i]))
 
 # %% ../nbs/01_data.ipynb #d1e8eaef
 def load_mask(path: str | Path, # mask image (PNG recommended); any mode, converted to 8-bit grayscale

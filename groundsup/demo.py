@@ -13,9 +13,7 @@ from .data import WaterbirdsDataset
 from .attribution import attribute
 from .metrics import pointing_game, energy_inside, attention_inside
 from .world import FAMILIES, PLACES, OBJECT_PROMPT
-from .models import build_model
-from .train import load_checkpoint
-from .experiment import load_config, run_grounding, run_experiment, build_datasets
+from .experiment import load_config, run_grounding, run_experiment, build_datasets, load_model
 from .plots import attention_grid
 
 # %% auto #0
@@ -79,8 +77,7 @@ def train_classifiers(cfgs: dict, # classifier name -> config (`demo_configs`)
         t1 = time.time()
         results[k] = run_experiment(cfg, progress=progress)
         seconds[k] = time.time() - t1
-        model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
-        load_checkpoint(Path(cfg.out) / f'seed{cfg.seeds[0]}' / 'best', model); models[k] = model
+        models[k], _ = load_model(cfg, Path(cfg.out) / f'seed{cfg.seeds[0]}' / 'best', check_inputs=False)
     return results, models, seconds
 
 def classifier_attention(model, # a classifier

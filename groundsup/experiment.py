@@ -16,7 +16,7 @@ from .core import seed_everything, default_device, atomic_write, write_json, rea
 from .clip import load_clip
 from .cache import MapCache
 from .grounding import ground_dataset
-from .data import load_image, WaterbirdsDataset, Food101Subset, CSVDataset, train_transform, eval_transform, gals_transform, sample_weights
+from .data import ImageFiles, WaterbirdsDataset, Food101Subset, CSVDataset, train_transform, eval_transform, gals_transform, sample_weights
 from .losses import AttentionLoss, Term
 from .feedback import Annotations, dataset_key
 from .models import build_model, param_groups
@@ -27,7 +27,8 @@ from .train import TrainConfig, train, evaluate, load_checkpoint, run_trials
 __all__ = ['PICKS', 'WorldCfg', 'DataCfg', 'GroundingCfg', 'ModelCfg', 'TermCfg', 'FeedbackTermCfg', 'LossCfg', 'TrainCfg',
            'ExperimentCfg', 'shipped_configs', 'load_config', 'train_config', 'check_config', 'WithWeights',
            'build_datasets', 'open_feedback', 'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding',
-           'input_meta', 'check_input_meta', 'run_experiment', 'summary_table', 'config_changes', 'claim_out']
+           'input_meta', 'check_input_meta', 'run_experiment', 'summary_table', 'uses_grounding', 'load_model',
+           'config_changes', 'claim_out']
 
 # %% ../nbs/08a_experiment.ipynb #caf551d7
 @dataclass
@@ -284,12 +285,6 @@ def prepare_data(cfg: DictConfig, # experiment configuration
     if not Path(d.root).exists(): raise FileNotFoundError(f"data.root={d.root!r}: no such file or folder")
     return Path(d.root)
 
-class _Preprocessed(torch.utils.data.Dataset):
-    "Images of files through a CLIP preprocessing transform, with their image ids (for `ground_dataset`)."
-    def __init__(self, paths, ids, preprocess): self.paths, self.ids, self.preprocess = list(paths), list(ids), preprocess
-    def __len__(self): return len(self.paths)
-    def __getitem__(self, i): return self.preprocess(load_image(self.paths[i]))
-
 def grounding_clip(cfg: DictConfig, # experiment configuration (its `grounding` section)
                    device=None, # device for CLIP (default: the best available)
                   ):
@@ -315,7 +310,7 @@ def run_grounding(cfg: DictConfig, # experiment configuration with `data.groundi
     clip = grounding_clip(cfg, device)
     g = cfg.grounding
     prompts = list(g.prompts) if g.prompts_per_class is None else [list(g.prompts_per_class[y]) for y in labels]   # per class: by label
-    return ground_dataset(clip, _Preprocessed(paths, ids, clip.preprocess), prompts, cfg.data.grounding, method=g.method,
+    return ground_dataset(clip, ImageFiles(paths, clip.preprocess, ids), prompts, cfg.data.grounding, method=g.method,
                           layer=g.layer, start_layer=g.start_layer, batch_size=g.batch_size, progress=progress, files=paths)
 
 def _grounding_items(cfg):
@@ -400,7 +395,7 @@ def run_experiment(cfg: DictConfig, # from `load_config`
     "Train and test every seed of an experiment; resumable (rerun the same command after an interruption)."
     check_config(cfg)
     prepare_data(cfg, progress)
-    if any(t.source == 'grounding' for t in _terms(cfg).values()) and maps is None: maps = open_grounding(cfg).get
+    if uses_grounding(cfg) and maps is None: maps = open_grounding(cfg).get
     ds = build_datasets(cfg, maps)
     _check_labels(ds, cfg.model.num_classes)
     tc = train_config(cfg)
@@ -430,6 +425,26 @@ def summary_table(summaries: list[dict], # summaries from `run_experiment`
         cells = [f"{100 * s['mean'][k]:.1f} ± {100 * s['std'][k]:.1f}" if k in s['mean'] else '–' for k in keys]
         rows.append(f"| {s.get('name', '?')} | {len(s['trials'])} | " + ' | '.join(cells) + ' |')
     return '\n'.join(rows) + '\n'
+
+# %% ../nbs/08a_experiment.ipynb #edfa7d47
+def uses_grounding(cfg: DictConfig, # experiment configuration
+                  ) -> bool:
+    "Whether a loss term of `cfg` is supervised by the grounding (`source: grounding`), so that stage 1 (`run_grounding`) must run before training."
+    return any(t.source == 'grounding' for t in _terms(cfg).values())
+
+# %% ../nbs/08a_experiment.ipynb #4900e713
+def load_model(cfg: DictConfig, # experiment configuration: `model.name` and `model.num_classes` build the classifier
+               checkpoint: str | Path, # checkpoint folder written by training, e.g. runs/world_gals/seed0/best
+               device: str | torch.device | None = None, # move the model there; None: leave it on the CPU
+               check_inputs: bool = True, # refuse a checkpoint trained on other inputs than `cfg` prepares (`check_input_meta`)
+              ) -> tuple[torch.nn.Module, dict]: # (the classifier, in training mode as built; the checkpoint's saved state)
+    "The classifier of `cfg` with a checkpoint's weights (built without pretrained weights, loaded strictly), and the checkpoint's state."
+    if not Path(checkpoint).is_dir(): raise FileNotFoundError(f"checkpoint={str(checkpoint)!r}: no such checkpoint folder")
+    model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
+    state = load_checkpoint(checkpoint, model)
+    if check_inputs: check_input_meta(state, cfg, str(checkpoint))       # trained at another data.size: refused
+    if device is not None: model.to(default_device(device))
+    return model, state
 
 # %% ../nbs/08a_experiment.ipynb #1445ba6f
 _FREE_KEYS = ('name', 'out', 'seeds', 'data.num_workers', 'train.device', 'train.compile', 'train.ckpt_every', 'grounding.batch_size')

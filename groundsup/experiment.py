@@ -271,16 +271,18 @@ def _check_grounding(g):
         raise ValueError(f"grounding.layer=null: a ViT image tower ({g.model!r}) has no default GradCAM layer; name one of its modules or use grounding.method=relevance")
 
 def _check_model(m):
-    "The `model` section: a known classifier, at least two classes, and weights it can load (true, false, a shipped name for its architecture, or a file)."
+    "The `model` section: a known classifier, at least two classes, and weights of a kind it can load (true, false, a shipped name, or a file)."
     if m.name not in MODELS: raise ValueError(f"model.name={m.name!r}: expected one of {MODELS}")
     if m.num_classes < 2: raise ValueError(f"model.num_classes={m.num_classes}: expected at least 2 classes")
     p = m.pretrained
-    if p is None or isinstance(p, bool): return
-    if isinstance(p, str) and p in SHIPPED_WEIGHTS:
-        if SHIPPED_WEIGHTS[p][0] != m.name.removesuffix('_abn'):
-            raise ValueError(f"model.pretrained={p!r}: these weights are for model.name={SHIPPED_WEIGHTS[p][0]!r} (or its _abn), not {m.name!r}")
-    elif not (isinstance(p, str) and Path(p).expanduser().is_file()):
+    if not (p is None or isinstance(p, bool) or (isinstance(p, str) and (p in SHIPPED_WEIGHTS or Path(p).expanduser().is_file()))):
         raise ValueError(f"model.pretrained={p!r}: expected true (ImageNet weights), false, a shipped weights name ({', '.join(SHIPPED_WEIGHTS)}) or a weights file")
+
+def _check_weights(m):
+    "Shipped weights fit the architecture they are loaded into (checked before training; evaluating and auditing build the model without them)."
+    p = m.pretrained
+    if isinstance(p, str) and p in SHIPPED_WEIGHTS and SHIPPED_WEIGHTS[p][0] != m.name.removesuffix('_abn'):
+        raise ValueError(f"model.pretrained={p!r}: these weights are for model.name={SHIPPED_WEIGHTS[p][0]!r} (or its _abn), not {m.name!r}")
 
 def _check_data(d, batch_size):
     "The `data` section, without reading data: options, and the world's size (data.kind: world)."
@@ -507,6 +509,7 @@ def run_experiment(cfg: DictConfig, # from `load_config`
                   ) -> dict: # {'trials': [...], 'mean': {...}, 'std': {...}}
     "Train and test every seed of an experiment; resumable (rerun the same command after an interruption)."
     check_config(cfg)
+    _check_weights(cfg.model)
     prepare_data(cfg, progress)
     if any(t.source == 'grounding' for t in _terms(cfg).values()) and maps is None: maps = open_grounding(cfg).get
     ds = build_datasets(cfg, maps)

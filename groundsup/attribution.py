@@ -138,15 +138,16 @@ class _Preserved:
         m = self.model
         self.modes = [(mod, mod.training) for mod in m.modules()]
         self.flags = [(p, p.requires_grad) for p in m.parameters()]
-        # In training mode, BatchNorm layers would update their running statistics in place during the extra forward
+        # A BatchNorm layer in training mode would update its running statistics in place during the extra forward
         # pass, which also breaks the backward of a training forward that saved them. Detach the statistics for the
         # duration (BatchNorm then normalizes with batch statistics, as in training) and put the same tensors back.
+        # Each layer's own flag decides: an eval-mode classifier inside a wrapper left in training mode (a fresh
+        # `LogitsOnly`) keeps its running statistics.
         self.stats = []
-        if m.training:
-            for mod in m.modules():
-                if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
-                    self.stats.append((mod, mod.running_mean, mod.running_var, mod.num_batches_tracked))
-                    mod.running_mean = mod.running_var = mod.num_batches_tracked = None
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.track_running_stats and mod.training:
+                self.stats.append((mod, mod.running_mean, mod.running_var, mod.num_batches_tracked))
+                mod.running_mean = mod.running_var = mod.num_batches_tracked = None
         return self
     def __exit__(self, *exc):
         for mod, training in self.modes: mod.training = training

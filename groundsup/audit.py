@@ -17,8 +17,9 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import resize_maps, atomic_write, read_json
 from .data import load_image
-from .grounding import (CLIPBundle, load_clip, ground, ground_dataset, weights_fingerprint, file_records, content_digest,
-                                 _prepare_cache_dir, _tensor_sha, _config_hash, _json_ready, _text_features)
+from .clip import CLIPBundle, load_clip, text_features
+from .cache import weights_fingerprint, file_records, content_digest, prepare_cache_dir, tensor_sha, config_hash, json_ready
+from .grounding import ground, ground_dataset
 from .attribution import attribute, METHODS as ATTRIBUTION_METHODS
 from .world import WORLD_CLIPS, load_world_clip
 from .models import LogitsOnly
@@ -220,7 +221,7 @@ def _presence(clip, x, concepts, obj) -> torch.Tensor:
     ctx = [j for j in range(P) if j != obj]
     if not ctx: return p
     with torch.no_grad():
-        t = _text_features(clip, [[concepts[j] for j in ctx]])[0]                  # C x D unit text embeddings
+        t = text_features(clip, [[concepts[j] for j in ctx]])[0]                  # C x D unit text embeddings
         f = clip.model.encode_image(x.to(clip.device, next(clip.model.visual.parameters()).dtype)).float()
         logits = clip.model.logit_scale.exp().float() * F.normalize(f, dim=-1) @ t.T.float()
     p[:, ctx] = logits.softmax(-1).cpu()
@@ -234,7 +235,7 @@ def _load_shares(f: Path, cfg: dict):
         t = load_file(str(f))
     except Exception: return None
     if set(t) != {'shares', 'presence', 'coverage', 'preds'}: return None
-    if meta.get('config') != _config_hash(cfg) or meta.get('sha256') != _tensor_sha(t['shares']): return None
+    if meta.get('config') != config_hash(cfg) or meta.get('sha256') != tensor_sha(t['shares']): return None
     return t
 
 def _names(given, n, default, what):
@@ -271,7 +272,7 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
     if n == 0: raise ValueError("dataset is empty")
     gnames = _names(group_names, int(dataset.groups.max()) + 1, None, 'group')
     cnames = _names(class_names, int(dataset.labels.max()) + 1, getattr(dataset, 'classes', None), 'class')
-    paths, ids = [str(p) for p in dataset.paths], _json_ready(list(dataset.img_ids))
+    paths, ids = [str(p) for p in dataset.paths], json_ready(list(dataset.img_ids))
     records = file_records(paths)
     cfg = dict(format=AUDIT_FORMAT, concepts=concepts, object=object, context=context, attribution=attribution, target=target,
                classifier=weights_fingerprint(model), clip=clip.name, clip_fingerprint=weights_fingerprint(clip.model),
@@ -286,7 +287,7 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
             t = _load_shares(f, cfg)
             if t is not None: return result(t, True)
         old = read_json(out/'files.json', 'audit file list') if (out/'files.json').is_file() else None
-        _prepare_cache_dir(out, cfg, overwrite, records, old)     # refuses another audit's folder (differs in: ...)
+        prepare_cache_dir(out, cfg, overwrite, records, old)     # refuses another audit's folder (differs in: ...)
         f.unlink(missing_ok=True)
     # 1. grounding: a content-keyed grounding cache when there is a folder for it, else in memory
     cimg = _ClipImages(paths, clip.preprocess)
@@ -315,6 +316,6 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
     t = dict(shares=torch.cat(shares).contiguous(), presence=torch.cat(presence).contiguous(), coverage=torch.cat(cover).contiguous(),
              preds=torch.cat(preds).long().contiguous())
     if out is not None:
-        meta = {'config': _config_hash(cfg), 'sha256': _tensor_sha(t['shares'])}
+        meta = {'config': config_hash(cfg), 'sha256': tensor_sha(t['shares'])}
         atomic_write(f, lambda p: save_file(t, p, metadata=meta))
     return result(t, False)

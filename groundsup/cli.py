@@ -6,24 +6,22 @@
 from __future__ import annotations
 import argparse, json, os, sys, time
 from pathlib import Path
-import numpy as np
-import torch
-from PIL import Image
-from .core import default_device, resize_maps, atomic_write, write_json
-from .data import load_mask, ImageLoadError
-from .attribution import attribute
-from .metrics import pointing_game, energy_inside
-from .grounding import bench_grounding
-from .world import OBJECT_PROMPT, PLACES
+from .core import default_device, atomic_write, write_json
+from .data import ImageLoadError
+from .clip import load_clip
+from .bench import bench_grounding, bench_train
+from .world import OBJECT_PROMPT, PLACES, PLACE_PROMPTS, FAMILIES, WORLD_CLIPS, load_world_clip
 from .models import build_model
-from .train import evaluate, load_checkpoint, bench_train
+from .train import evaluate, load_checkpoint
 from .pretrain import pretrain_backbone, save_backbone, weights_sha256, shipped_card
 from .experiment import (load_config, run_grounding, run_experiment, build_datasets, prepare_data, summary_table,
-                                  shipped_configs, _terms, claim_out, check_input_meta)
+                                  shipped_configs, _terms, claim_out, check_input_meta, input_meta)
+from .audit import audit as concept_audit, check_concepts, CONTEXT_REGIONS
+from .demo import demo
 
 # %% auto #0
 __all__ = ['COMMANDS', 'ANTICIPATED', 'ground_command', 'train_command', 'eval_command', 'bench_command', 'pretrain_command',
-           'demo', 'audit_command', 'main']
+           'audit_command', 'main']
 
 # %% ../nbs/11_cli.ipynb #7c558b5a
 def _cfg(config, overrides, device=None, purpose='train'):
@@ -108,136 +106,6 @@ def pretrain_command(out: str = 'world-backbone.safetensors', # weights file to 
     print("bit for bit the shipped weights" if card['matches_shipped'] else
           f"differs from the shipped weights (sha256 {shipped['sha256'][:16]}...; made with {shipped['recipe']['threads']} threads, torch {shipped['torch']})")
     return card
-
-# %% ../nbs/11_cli.ipynb #9fe3fdb7
-_GROUPS = [(y, p) for y in (0, 1) for p in (0, 1)]
-def _group_name(y, p): return f"{'round' if y == 0 else 'angular'} on {PLACES[p]}"
-
-def _figure(images, masks, grounding, attn, scores, titles, path):
-    "Rows = images; columns: image | grounding | one column per classifier's attention, with energy inside the mask."
-    import matplotlib; matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
-    cols = ['image', f'grounding\n"{OBJECT_PROMPT}"'] + [f'{k} attention' for k in attn]
-    fig, axs = plt.subplots(len(images), len(cols), figsize=(1.9 * len(cols), 1.9 * len(images)), squeeze=False)
-    H, W = images.shape[-2:]
-    for i in range(len(images)):
-        img = images[i].permute(1, 2, 0).numpy()
-        m = masks[i, 0].float().numpy()
-        panels = [None, resize_maps(grounding[i:i + 1], (H, W))[0, 0]] + [resize_maps(a[i:i + 1], (H, W))[0, 0] for a in attn.values()]
-        for j, p in enumerate(panels):
-            ax = axs[i, j]; ax.imshow(img); ax.axis('off')
-            if p is not None: ax.imshow(p.numpy(), cmap='jet', alpha=0.5, vmin=0, vmax=1)
-            ax.contour(m, levels=[0.5], colors='w', linewidths=0.7)
-            if i == 0: ax.set_title(cols[j], fontsize=8)
-            if j == 0: ax.text(-0.08, 0.5, titles[i], transform=ax.transAxes, rotation=90, va='center', ha='right', fontsize=7)
-            elif j >= 2: ax.text(0.02, 0.02, f"inside {scores[list(attn)[j - 2]][i]:.2f}", transform=ax.transAxes, fontsize=7, color='w',
-                                 bbox=dict(facecolor='k', alpha=0.5, pad=1, lw=0))
-    fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
-    return path
-
-def _attention(model, ds, device, method='saliency'):
-    "Classifier attention (input gradients of the true class, as GALS's loss sees them) on every image of `ds`, at its size."
-    model.to(device).eval()
-    dl = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=False)
-    return torch.cat([attribute(model, b['image'].to(device), b['label'].to(device), method=method).cpu() for b in dl])
-
-# %% ../nbs/11_cli.ipynb #83ae6589
-def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cache, the runs and the report
-         n_train: int = 1000, # train images of the 95% world
-         n_val: int = 200, # val images (balanced over the 4 groups)
-         n_test: int = 400, # test images (balanced over the 4 groups)
-         seed: int = 0, # seed of the world and of both classifiers
-         epochs: int | None = None, # training epochs (default: the shipped world configs')
-         device: str | None = None, # 'cpu', 'cuda', ...; default: the best available
-         n_show: int = 8, # test images in the report's figure (a multiple of 4: the same number per group)
-         upper_bound: bool = True, # also train GALS on the true foreground masks (what perfect grounding would give)
-         quiet: bool = False, # no progress bars
-        ) -> Path: # the report's path
-    "The GALS story on the shipped world: make it, ground it with the tiny CLIP, train vanilla and GALS classifiers, compare."
-    names = ('vanilla', 'gals', 'gals_cf') + (('gals_masks',) * upper_bound)
-    t0 = time.time(); progress = not quiet; out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    dev = default_device(device)
-    ov = [f'data.root={out / "world-95"}', f'data.grounding={out / "grounding"}', f'seeds=[{seed}]', f'data.world.seed={seed}',
-          f'data.world.n_train={n_train}', f'data.world.n_val={n_val}', f'data.world.n_test={n_test}', f'train.device={dev}']
-    if epochs is not None: ov.append(f'train.epochs={epochs}')
-    # each grounding recipe has its own cache: GALS's (the last stage) and the counterfactual form's (layer3)
-    cfgs = {k: load_config(f'world_{k}', ov + [f'out={out / "runs" / k}', f'name={k}']
-                           + ([f'data.grounding={out / "grounding-layer3"}'] if k == 'gals_cf' else [])) for k in names}
-    if n_test < 4: raise ValueError(f"n_test={n_test}: the demo evaluates on the balanced test split; ask for at least 4 test images")
-    # 1. the world and stage 1 (both cached in `out`, so a second run reuses them)
-    cache = run_grounding(cfgs['gals'], device=dev, progress=progress)
-    cache3 = run_grounding(cfgs['gals_cf'], device=dev, progress=progress)
-    t_ground = time.time() - t0
-    root = Path(cfgs['gals'].data.root)
-    test = build_datasets(cfgs['gals'], splits=('test',))['test']          # 64 px classifier inputs
-    from groundsup.data import WaterbirdsDataset
-    raw = WaterbirdsDataset(root, 'test', masks=True)                         # 224 px images and masks
-    masks = torch.stack([raw[i]['mask'] for i in range(len(raw))]).bool()
-    masks = masks if masks.ndim == 4 else masks[:, None]
-    g = cache.by_ids(raw.img_ids)
-    g3 = cache3.by_ids(raw.img_ids)
-    grounding = dict(pointing_game=pointing_game(g, masks), energy_inside=energy_inside(g, masks), mask_area=masks.float().mean().item(),
-                     layer3_pointing_game=pointing_game(g3, masks), layer3_energy_inside=energy_inside(g3, masks))
-    # 2. stage 2: a vanilla and a GALS classifier, same data, seed and schedule
-    results, models, t_train = {}, {}, {}
-    for k, cfg in cfgs.items():
-        t1 = time.time()
-        results[k] = run_experiment(cfg, progress=progress)
-        t_train[k] = time.time() - t1
-        model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
-        load_checkpoint(Path(cfg.out) / f'seed{seed}' / 'best', model); models[k] = model
-    # 3. where the classifiers look: input-gradient attention on the test images vs the foreground masks
-    small_masks = torch.nn.functional.interpolate(masks.float(), size=tuple(test[0]['image'].shape[-2:]), mode='nearest') > 0.5
-    attn = {k: _attention(m, test, dev) for k, m in models.items()}
-    inside = {k: energy_inside(a, small_masks, reduction='none')[:, 0] for k, a in attn.items()}
-    per = max(1, n_show // 4)
-    pick = [i for y, p in _GROUPS for i in [j for j in range(len(raw)) if (int(raw.labels[j]), int(raw.extras['place'][j])) == (y, p)][:per]]
-    imgs = torch.stack([raw[i]['image'] for i in pick])
-    fig = _figure(imgs, masks[pick], g[pick], {k: a[pick] for k, a in attn.items()}, {k: v[pick] for k, v in inside.items()},
-                  [_group_name(int(raw.labels[i]), int(raw.extras['place'][i])) for i in pick], out / 'attention.png')
-    wall = time.time() - t0
-    # 4. the report
-    tr = WaterbirdsDataset(root, 'train', masks=False)
-    counts = {_group_name(y, p): int(((tr.labels == y) & (tr.extras['place'] == p)).sum()) for y, p in _GROUPS}
-    acc = {k: r['trials'][0] for k, r in results.items()}
-    def pct(x): return f"{100 * x:.1f}"
-    rows = ['| classifier | worst group | mean group | average | ' + ' | '.join(f'{n}' for n in counts) + ' | attention inside the object |',
-            '|---|---|---|---|' + '---|' * len(counts) + '---|']
-    for k, t in acc.items():
-        rows.append(f"| {k} | {pct(t['test_worst_group'])} | {pct(t['test_mean_group'])} | {pct(t['test_average'])} | "
-                    + ' | '.join(pct(t[f'test_group_{gi}']) for gi in range(4)) + f" | {inside[k].nanmean():.2f} |")
-    lines = ['# groundsup demo', '',
-             f'The 95% world in `{root}`: {n_train} train / {n_val} val / {n_test} test images (seed {seed}). Train images per group '
-             '(label and place agree in 95% of them): ' + ', '.join(f'{n}: {c}' for n, c in counts.items()) + '.', '',
-             f'## Stage 1: grounding "{OBJECT_PROMPT}" with the shipped tiny CLIP', '',
-             f'On the {len(raw)} balanced test images, against the foreground masks: pointing game {grounding["pointing_game"]:.3f}, '
-             f'energy inside the mask {grounding["energy_inside"]:.3f} (the mask covers {grounding["mask_area"]:.3f} of the image, '
-             f'{grounding["energy_inside"] / grounding["mask_area"]:.1f}x). At the tiny CLIP\'s layer3 (the counterfactual form\'s grounding): '
-             f'pointing game {grounding["layer3_pointing_game"]:.3f}, energy inside {grounding["layer3_energy_inside"]:.3f}.', '',
-             '## Stage 2: vanilla vs GALS (test accuracy %, balanced groups)', ''] + rows + ['',
-             '`gals`: GALS\'s input-gradient term at its published weight; `gals_cf`: the counterfactual form (the outside of the '
-             'grounding swapped with another image\'s, the decision must not move); `gals_masks`: GALS on the true masks.', '',
-             '"attention inside the object": share of the input-gradient attention (true class) inside the foreground mask, '
-             'mean over the test images.', '',
-             f'![attention]({fig.name})', '',
-             f"Configs: " + ', '.join(f'`world_{k}`' for k in cfgs) + f" ({cfgs['vanilla'].train.epochs} epochs, model {cfgs['vanilla'].model.name} at "
-             f"{cfgs['vanilla'].data.size} px, GALS weight {cfgs['gals'].loss.gradient_outside.weight:g}, counterfactual weight "
-             f"{cfgs['gals_cf'].loss.counterfactual.weight:g}); runs in `{out / 'runs'}`.", '',
-             f"Wall time: {wall:.0f} s (world + grounding {t_ground:.0f} s, " + ', '.join(f"{k} {t:.0f} s" for k, t in t_train.items()) + ") "
-             f"on {dev}, {torch.get_num_threads()} threads."]
-    report = out / 'report.md'
-    atomic_write(report, lambda f: Path(f).write_text('\n'.join(lines) + '\n'))
-    write_json(out / 'metrics.json', dict(grounding=grounding, train_groups=counts, test={k: dict(t) for k, t in acc.items()},
-                                          attention_inside={k: float(v.nanmean()) for k, v in inside.items()},
-                                          wall_s=wall, train_s=t_train), default=float)
-    print('\n'.join(rows)); print(f'Report: {report}')
-    return report
-
-# %% ../nbs/11_cli.ipynb #21bc34da
-from .audit import audit as concept_audit, check_concepts, CONTEXT_REGIONS
-from .grounding import load_clip
-from .world import WORLD_CLIPS, FAMILIES, PLACE_PROMPTS, load_world_clip
-from .experiment import input_meta
 
 # %% ../nbs/11_cli.ipynb #223d8f1d
 def _audit_names(cfg, ds):

@@ -15,8 +15,9 @@ from fastcore.docments import docments
 from omegaconf import OmegaConf, DictConfig, MISSING
 from omegaconf.errors import OmegaConfBaseException
 from .core import seed_everything, default_device, atomic_write, write_json, read_json, write_sealed, read_sealed
-from .grounding import load_clip, ground_dataset, MapCache
-from .grounding import METHODS as GROUNDING_METHODS
+from .clip import load_clip
+from .cache import MapCache
+from .grounding import ground_dataset, GROUNDING_METHODS
 from .data import load_image, WaterbirdsDataset, Food101Subset, CSVDataset, train_transform, eval_transform, gals_transform, sample_weights
 from .losses import AttentionLoss, Term, TERMS, AttentionTerm
 from .feedback import Annotations, dataset_key

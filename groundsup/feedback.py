@@ -14,7 +14,7 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import atomic_write
 from .metrics import energy_inside
-from .grounding import file_records, content_digest
+from .cache import file_records, content_digest
 
 # %% auto #0
 __all__ = ['ANSWERS', 'map_hash', 'dataset_key', 'Annotations', 'simulated_answer', 'propose', 'simulate_annotations']

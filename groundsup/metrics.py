@@ -11,7 +11,7 @@ from .core import resize_maps
 
 # %% auto #0
 __all__ = ['group_accuracies', 'balanced_accuracy', 'ratio_delta', 'outcome_divergence', 'coco_gender_metrics', 'pointing_game',
-           'energy_inside', 'topk_region', 'topk_iou', 'rank_correlation']
+           'energy_inside', 'attention_inside', 'topk_region', 'topk_iou', 'rank_correlation']
 
 # %% ../nbs/04_metrics.ipynb #3aa5479d
 def _as_long(v, name):
@@ -157,6 +157,19 @@ def energy_inside(maps: torch.Tensor, # `B x P x h x w` non-negative maps
     e = inside / total.clamp(min=torch.finfo(m.dtype).tiny)
     undefined = (total == 0) | ~s.flatten(-2).any(-1)
     return _reduce(e.masked_fill(undefined, math.nan), reduction)
+
+# %% ../nbs/04_metrics.ipynb #290ca6d3
+def attention_inside(maps: torch.Tensor, # `B x P x h x w` non-negative maps, e.g. a classifier's attention at its input size
+                     masks, # `B x 1 x H x W` or `B x H x W` masks (bool, or > 0.5 inside), at any size
+                     reduction: str = 'mean', # 'mean': float over defined maps; 'none': `B x P` (NaN where undefined)
+                    ):
+    "`energy_inside` at the maps' grid: each mask is resized to its map's size (nearest) instead of the map to the mask's."
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 4: return energy_inside(maps, masks, reduction)   # its error
+    s = torch.as_tensor(masks, device=maps.device)
+    if s.ndim == 3: s = s[:, None]
+    if s.ndim == 4 and s.shape[-2:] != maps.shape[-2:]:
+        s = torch.nn.functional.interpolate(s.float(), size=tuple(maps.shape[-2:]), mode='nearest') > 0.5
+    return energy_inside(maps, s, reduction)
 
 # %% ../nbs/04_metrics.ipynb #6941148e
 def topk_region(maps: torch.Tensor, # `B x P x h x w` non-negative maps

@@ -51,23 +51,31 @@ def _mask_scores(maps, masks):
     def fmt(p, v): return '' if math.isnan(v) else f"{'✓' if p == 1 else '✗'} E={v:.2f}"
     return [[fmt(float(pg[i, j]), float(e[i, j])) for j in range(maps.shape[1])] for i in range(maps.shape[0])]
 
+def _note(ax, text):
+    ax.text(0.02, 0.02, text, transform=ax.transAxes, fontsize=7, color='w', bbox=dict(facecolor='k', alpha=0.5, pad=1, lw=0))
+
 def attention_grid(images: torch.Tensor, # `B x 3 x H x W` images (raw, or normalized: pass `mean`/`std`)
                    grounding: torch.Tensor | None = None, # `B x P x h x w` grounding maps in [0, 1], one per prompt
                    prompts: list[str] | None = None, # the `P` prompts (column titles)
-                   attention: torch.Tensor | None = None, # `B x 1 x h x w` classifier attention in [0, 1]
+                   attention: torch.Tensor | dict | None = None, # `B x 1 x h x w` classifier attention in [0, 1], or {column title: such maps} (e.g. one per classifier)
                    masks: torch.Tensor | None = None, # optional `B x 1 x H x W` / `B x H x W` ground-truth masks
                    row_titles: list[str] | None = None, # one label per row, e.g. "label: bird, pred: bird"
-                   attention_title: str = 'classifier attention', # title of the attention column
+                   attention_title: str = 'classifier attention', # title of the attention column (a tensor `attention`)
                    mean=None, std=None, # image normalization to undo for display (see `to_display`)
                    cmap: str = 'jet', # one colormap for every map
                    alpha: float = 0.5, # map opacity over the image
                    k: float = 0.2, # top-k fraction for the agreement IoU
                    panel_size: float = 2.2, # inches per panel
+                   agreement: bool = True, # with grounding and attention: an agreement column per attention map
+                   mask_scores: bool = True, # with `masks`: pointing game and energy inside in the map panels' titles
+                   notes: dict | None = None, # {column title: one text per row}, written in the panels' lower-left corner (e.g. a score)
                   ) -> matplotlib.figure.Figure:
-    "Rows = images; columns = image, one per grounding prompt, classifier attention, agreement; scores in titles."
+    "Rows = images; columns = image, one per grounding prompt, classifier attention (one per map), agreement; scores in titles."
     imgs = to_display(images, mean, std)
     B, H, W = imgs.shape[:3]
-    for name, t, p in (('grounding', grounding, None), ('attention', attention, 1)):
+    attn = dict(attention) if isinstance(attention, dict) else {} if attention is None else {attention_title: attention}
+    named = isinstance(attention, dict)
+    for name, t, p in [('grounding', grounding, None)] + [(f'attention[{n!r}]' if named else 'attention', t, 1) for n, t in attn.items()]:
         if t is None: continue
         if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[0] != B or (p and t.shape[1] != p):
             raise ValueError(f"{name}: expected a B x {'P' if p is None else p} x h x w tensor with B={B}, got "
@@ -78,23 +86,30 @@ def attention_grid(images: torch.Tensor, # `B x 3 x H x W` images (raw, or norma
         if len(prompts) != P: raise ValueError(f"prompts: got {len(prompts)} for {P} grounding maps per image")
     if row_titles is not None and len(row_titles) != B: raise ValueError(f"row_titles: got {len(row_titles)} for {B} images")
     g = grounding.detach().float().cpu() if grounding is not None else None
-    a = attention.detach().float().cpu() if attention is not None else None
+    a = {n: t.detach().float().cpu() for n, t in attn.items()}
     mk = None
     if masks is not None:
         mk = torch.as_tensor(masks).detach().cpu()
         mk = (mk if mk.dtype == torch.bool else mk.float() > 0.5)
         if mk.ndim == 3: mk = mk[:, None]
-    both = g is not None and a is not None
-    if both:
+    agree = {}
+    if g is not None and agreement:
         gc = normalize_maps(combine_maps(g, 'average_nonzero'))
-        gc_a = resize_maps(gc, tuple(a.shape[-2:]))
-        agree = torch.minimum(a, gc_a)
-        rho = rank_correlation(a, gc_a, reduction='none')
-        iou = topk_iou(a, gc_a, k=k, reduction='none')
-    ncol = 1 + P + (a is not None) + both
+        for n, t in a.items():
+            gc_a = resize_maps(gc, tuple(t.shape[-2:]))
+            title = 'agreement' if len(a) == 1 else f'agreement ({n})'
+            agree[title] = (torch.minimum(t, gc_a), rank_correlation(t, gc_a, reduction='none'), topk_iou(t, gc_a, k=k, reduction='none'))
+    cols = ['image'] + (prompts if g is not None else []) + list(a) + list(agree)
+    notes = dict(notes or {})
+    for c, v in notes.items():
+        if c not in cols: raise ValueError(f"notes: no column {c!r}; the columns are {cols}")
+        if len(v) != B: raise ValueError(f"notes[{c!r}]: got {len(v)} texts for {B} images")
+    ncol = len(cols)
     fig, axs = plt.subplots(B, ncol, figsize=(panel_size * ncol + 0.6, panel_size * B + 0.3), squeeze=False)
     up = lambda t: resize_maps(t, (H, W)).numpy()
-    gs, as_ = _mask_scores(g, mk) if g is not None else None, _mask_scores(a, mk) if a is not None else None
+    score = mask_scores and mk is not None
+    gs = _mask_scores(g, mk) if g is not None and score else None
+    as_ = {n: _mask_scores(t, mk) if score else None for n, t in a.items()}
     im = None
     for i in range(B):
         mask = mk[i, 0].numpy() if mk is not None else None
@@ -108,13 +123,15 @@ def attention_grid(images: torch.Tensor, # `B x 3 x H x W` images (raw, or norma
             for j in range(P):
                 t = (f'"{prompts[j]}"' if i == 0 else '') + (('\n' if i == 0 else '') + gs[i][j] if gs else '')
                 im = _overlay(axs[i, col], imgs[i], gu[j], cmap, alpha, t or None, mask); col += 1
-        if a is not None:
-            t = (attention_title if i == 0 else '') + (('\n' if i == 0 else '') + as_[i][0] if as_ else '')
-            im = _overlay(axs[i, col], imgs[i], up(a[i:i + 1])[0, 0], cmap, alpha, t or None, mask); col += 1
-        if both:
+        for n, m in a.items():
+            t = (n if i == 0 else '') + (('\n' if i == 0 else '') + as_[n][i][0] if as_[n] else '')
+            im = _overlay(axs[i, col], imgs[i], up(m[i:i + 1])[0, 0], cmap, alpha, t or None, mask); col += 1
+        for n, (ag, rho, iou) in agree.items():
             r, u = float(rho[i, 0]), float(iou[i, 0])
-            t = ('agreement\n' if i == 0 else '') + f"ρ={r:.2f}  IoU@{k:.0%}={u:.2f}".replace('nan', '–')
-            im = _overlay(axs[i, col], imgs[i], up(agree[i:i + 1])[0, 0], cmap, alpha, t, mask)
+            t = (f'{n}\n' if i == 0 else '') + f"ρ={r:.2f}  IoU@{k:.0%}={u:.2f}".replace('nan', '–')
+            im = _overlay(axs[i, col], imgs[i], up(ag[i:i + 1])[0, 0], cmap, alpha, t, mask); col += 1
+        for j, c in enumerate(cols):
+            if c in notes: _note(axs[i, j], notes[c][i])
     if im is not None:
         fig.subplots_adjust(right=0.9)
         cax = fig.add_axes([0.92, 0.15, 0.015, 0.7])

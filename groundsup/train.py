@@ -15,16 +15,17 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
-from .core import default_device, seed_everything, atomic_write, read_json
+from .core import default_device, seed_everything, atomic_write, read_json, amp_dtype, dist_info, init_distributed
 from .metrics import group_accuracies, balanced_accuracy
 from .attribution import attribute
 from .models import logits_of
+_all_ = ['dist_info', 'init_distributed']   # in groundsup.core since ground_dataset shares them; still importable from here
 
 # %% auto #0
-__all__ = ['RUNTIME_FIELDS', 'HOOK_POINTS', 'TrainConfig', 'dist_info', 'init_distributed', 'EpochBatchSampler', 'SeededItems',
-           'save_checkpoint', 'load_checkpoint', 'vanilla_loss', 'predict', 'evaluate', 'Run', 'train', 'ToyImages',
-           'toy_net', 'strip_timing', 'tensorboard_hook', 'run_trials', 'track_attention', 'load_attention_track',
-           'bench_train']
+__all__ = ['RUNTIME_FIELDS', 'HOOK_POINTS', 'TrainConfig', 'EpochBatchSampler', 'SeededItems', 'save_checkpoint',
+           'load_checkpoint', 'vanilla_loss', 'predict', 'evaluate', 'Run', 'train', 'ToyImages', 'toy_net',
+           'strip_timing', 'tensorboard_hook', 'run_trials', 'track_attention', 'load_attention_track', 'dist_info',
+           'init_distributed']
 
 # %% ../nbs/08_train.ipynb #20d4cb67
 RUNTIME_FIELDS = ('num_workers', 'ckpt_every', 'device', 'compile')   # `TrainConfig` fields that say where or how fast a run goes, not what it computes
@@ -77,19 +78,6 @@ class TrainConfig:
         d = asdict(self)
         for k in RUNTIME_FIELDS: d.pop(k)
         return d
-
-# %% ../nbs/08_train.ipynb #ad9be609
-def dist_info() -> tuple[int, int]:
-    "(rank, world size) of this process: (0, 1) outside torchrun."
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
-
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    "Join the torchrun process group when launched by torchrun (nccl on CUDA, gloo on CPU); returns (rank, world)."
-    rank, world = dist_info()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    return dist_info()
 
 # %% ../nbs/08_train.ipynb #82b0b4cb
 class EpochBatchSampler(torch.utils.data.Sampler):
@@ -222,10 +210,6 @@ def vanilla_loss(model, batch: dict, world_size: int = 1):
 def _to(batch, device):
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
-def _amp_dtype(amp: str, device: torch.device):
-    if amp == 'off' or (amp == 'auto' and device.type != 'cuda'): return None
-    return torch.float16 if amp == 'fp16' else torch.bfloat16
-
 @torch.no_grad()
 def predict(model: nn.Module, # classifier (returns logits, or a dict with 'logits')
             dataset, # items are dicts with 'image', 'label' and (optional) 'group'
@@ -239,7 +223,7 @@ def predict(model: nn.Module, # classifier (returns logits, or a dict with 'logi
     "Predictions over a whole dataset, with the model's train/eval mode left as it was."
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training; model.eval()
-    dt = _amp_dtype(amp, device)
+    dt = amp_dtype(amp, device)
     outs = {'logits': [], 'labels': [], 'groups': []}
     try:
         dl = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_fn,
@@ -366,7 +350,7 @@ def train(model: nn.Module, # classifier returning logits (or a dict with 'logit
     net = model
     if world > 1: net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     if cfg.compile: net = torch.compile(net)
-    dt = _amp_dtype(cfg.amp, device)
+    dt = amp_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dt == torch.float16)
     items = SeededItems(train_ds, cfg.seed)
     call = lambda point: [h(run) for h in hooks.get(point, [])]
@@ -535,44 +519,4 @@ def load_attention_track(out: str | Path, # run folder of a `train` call with a 
     rec = [load_file(f) for f in files]
     res['maps'] = torch.stack([r['maps'] for r in rec]) if rec else torch.empty(0)
     res['preds'] = torch.stack([r['preds'] for r in rec]) if rec else torch.empty(0)
-    return res
-
-# %% ../nbs/08_train.ipynb #f8964a68
-def bench_train(arch: str = 'resnet50', # torchvision model name (random init)
-                batch_size: int = 32, # images per step
-                size: int = 224, # image side
-                steps: int = 10, # timed steps per loss (after 2 warm-up steps)
-                device=None, # device (default: best available)
-                amp: str = 'auto', # autocast: 'auto' (bf16 on CUDA), 'bf16', 'fp16', 'off'
-                channels_last: bool | None = None, # NHWC (default: on CUDA)
-               ) -> dict: # seconds per step for each loss, images/s and the GALS / vanilla ratio
-    "Step time of vanilla training vs GALS's input-gradient loss: same model, batch and device, one run."
-    import torchvision
-    device = default_device(device)
-    channels_last = device.type == 'cuda' if channels_last is None else channels_last
-    dt = _amp_dtype(amp, device)
-    seed_everything(0)
-    model = getattr(torchvision.models, arch)(num_classes=2).to(device)
-    if channels_last: model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch_size, 3, size, size, device=device)
-    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
-    batch = {'image': x, 'label': torch.randint(0, 2, (batch_size,), device=device),
-             'map': torch.rand(batch_size, 2, size, size, device=device)}
-    from groundsup.losses import AttentionLoss  # 06 < 08: allowed; imported here to keep module start-up light
-    losses = {'vanilla': vanilla_loss, 'gals': AttentionLoss(gradient_outside=dict(weight=1e4, criterion='l1'))}
-    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-    res = {}
-    for name, fn in losses.items():
-        times = []
-        for i in range(steps + 2):
-            sync(); t0 = time.perf_counter()
-            with torch.autocast(device.type, dtype=dt, enabled=dt is not None):
-                loss, _ = fn(model, batch)
-            loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-            sync(); times.append(time.perf_counter() - t0)
-        t = sorted(times[2:])[len(times[2:]) // 2]
-        res[f'{name}_s_per_step'] = t; res[f'{name}_images_per_s'] = batch_size / t
-    res['gals_over_vanilla'] = res['gals_s_per_step'] / res['vanilla_s_per_step']
-    res.update(arch=arch, batch_size=batch_size, size=size, device=str(device), amp=str(dt).replace('torch.', '') if dt else 'off')
     return res

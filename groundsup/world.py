@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_world.ipynb #16bced12
 from __future__ import annotations
-import csv, json, math, os, random, time
+import csv, io, json, math, os, random, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -14,11 +14,12 @@ from tqdm.auto import tqdm
 from .core import read_json, write_json
 
 # %% auto #0
-__all__ = ['FAMILIES', 'SHAPES', 'EXTRA_SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'WORLD_VERSION', 'SHAPE_WORDS',
-           'FAMILY_WORDS', 'AGNOSTIC_WORDS', 'PLACE_WORDS', 'WORLD_CLIP', 'WORLD_CLIP_VIT', 'WORLD_CLIPS', 'ASSETS',
-           'OBJECT_PROMPT', 'FAMILY_PROMPTS', 'PLACE_PROMPTS', 'sample_scenes', 'render_scenes', 'world_scenes',
-           'make_world', 'caption_scene', 'world_clip_path', 'register_world_clip', 'world_clip_config',
-           'train_world_clip', 'save_world_clip', 'load_world_clip', 'evaluate_world_clip']
+__all__ = ['FAMILIES', 'SHAPES', 'EXTRA_SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'WORLD_VERSION', 'JPEG_QUALITY', 'SPLITS',
+           'SHAPE_WORDS', 'FAMILY_WORDS', 'AGNOSTIC_WORDS', 'PLACE_WORDS', 'WORLD_CLIP', 'WORLD_CLIP_VIT',
+           'WORLD_CLIPS', 'ASSETS', 'OBJECT_PROMPT', 'FAMILY_PROMPTS', 'PLACE_PROMPTS', 'sample_scenes',
+           'render_scenes', 'world_scenes', 'make_world', 'place_swapped', 'caption_scene', 'world_clip_path',
+           'register_world_clip', 'world_clip_config', 'train_world_clip', 'save_world_clip', 'load_world_clip',
+           'evaluate_world_clip']
 
 # %% ../nbs/05_world.ipynb #927d62d7
 FAMILIES = ('round', 'angular')   # label y = 0, 1
@@ -164,9 +165,20 @@ def world_scenes(config: dict) -> tuple[dict, list[int]]:
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, splits
 
 # %% ../nbs/05_world.ipynb #e864eff6
-def _save_atomic(img: Image.Image, path: Path, **kw):
+JPEG_QUALITY = 95   # a world's images are JPEG files of this quality (like Waterbirds' photos, they carry JPEG noise)
+
+def _jpegs(imgs: torch.Tensor) -> list[bytes]:
+    "Rendered `B x 3 x H x W` images in [0, 1] as the JPEG files a world folder holds (the one encoding of `make_world` and `place_swapped`)."
+    out = []
+    for a in (imgs * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy():
+        b = io.BytesIO(); Image.fromarray(a).save(b, 'JPEG', quality=JPEG_QUALITY); out.append(b.getvalue())
+    return out
+
+def _save_atomic(data: bytes | Image.Image, path: Path, **kw):
     tmp = path.with_name(path.name + '.tmp' + path.suffix)
-    img.save(tmp, **kw); os.replace(tmp, path)
+    if isinstance(data, bytes): tmp.write_bytes(data)
+    else: data.save(tmp, **kw)
+    os.replace(tmp, path)
 
 def make_world(root: str | Path, # folder to write (created if missing)
                bias: float = 0.95, # fraction of train images whose background agrees with the label
@@ -200,11 +212,10 @@ def make_world(root: str | Path, # folder to write (created if missing)
     for b in range(0, len(todo), batch_size):
         idx = torch.tensor(todo[b:b + batch_size])
         imgs, masks = render_scenes({k: v[idx] for k, v in scenes.items()}, size)
-        imgs = (imgs * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        masks = masks[:, 0].numpy().astype(np.uint8) * 255
+        jpegs, masks = _jpegs(imgs), masks[:, 0].numpy().astype(np.uint8) * 255
         for j, i in enumerate(idx.tolist()):
             _save_atomic(Image.fromarray(masks[j]), root / 'masks' / f'{names[i]}.png')
-            _save_atomic(Image.fromarray(imgs[j]), root / 'images' / f'{names[i]}.jpg', quality=95)
+            _save_atomic(jpegs[j], root / 'images' / f'{names[i]}.jpg')
         bar.update(len(idx))
     bar.close()
     with open(root / 'metadata.csv.tmp', 'w', newline='') as f:
@@ -216,6 +227,30 @@ def make_world(root: str | Path, # folder to write (created if missing)
     os.replace(root / 'metadata.csv.tmp', root / 'metadata.csv')
     write_json(info, dict(config=cfg, complete=True))
     return root
+
+# %% ../nbs/05_world.ipynb #95fe1e28
+SPLITS = ('train', 'val', 'test')   # a world's splits 0, 1, 2 (Waterbirds' numbering)
+
+def place_swapped(root: str | Path, # a world folder written by `make_world`
+                  transform=None, # applied to each image read back (a PIL RGB image), e.g. a classifier's `gals_transform(64)`; None: float `3 x H x W` in [0, 1]
+                  split: str = 'test', # one of `SPLITS`
+                  batch_size: int = 64, # scenes rendered at a time
+                 ) -> tuple[torch.Tensor, torch.Tensor]: # the split's images as stored, and with the other place; in the split's order
+    "Every scene of a world's split as stored and re-rendered with the other place behind the same shape (same render, JPEG and read path)."
+    if split not in SPLITS: raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+    cfg = read_json(Path(root) / 'world.json', 'world description').get('config') or {}
+    if cfg.get('version') != WORLD_VERSION:
+        raise ValueError(f"{root}: a world of version {cfg.get('version')}, this groundsup renders version {WORLD_VERSION}; make the world again")
+    scenes, splits = world_scenes(cfg)
+    idx = [i for i, sp in enumerate(splits) if sp == SPLITS.index(split)]
+    if not idx: raise ValueError(f"{root}: the {split} split has no images")
+    tf = transform or (lambda im: torch.from_numpy(np.array(im)).permute(2, 0, 1).float().mul(1 / 255))
+    def read(s): return [tf(Image.open(io.BytesIO(b)).convert('RGB')) for b in _jpegs(render_scenes(s, cfg['size'])[0])]
+    same, other = [], []
+    for b in range(0, len(idx), batch_size):
+        s = {k: v[idx[b:b + batch_size]] for k, v in scenes.items()}
+        same += read(s); other += read({**s, 'place': 1 - s['place']})
+    return torch.stack(same), torch.stack(other)
 
 # %% ../nbs/05_world.ipynb #9641caf4
 SHAPE_WORDS = {'disc': ['disc', 'circle', 'dot'], 'ellipse': ['ellipse', 'oval'], 'ring': ['ring', 'donut'],
@@ -365,7 +400,7 @@ def load_world_clip(pretrained: str | Path | None = None, # a checkpoint of the 
                     name: str = WORLD_CLIP, # which tower: `WORLD_CLIP` (ResNet, GradCAM) or `WORLD_CLIP_VIT` (ViT, relevance)
                    ):
     "A tiny CLIP of the world as a `CLIPBundle` (model, preprocess, tokenizer), ready for `ground`."
-    from groundsup.grounding import load_clip
+    from groundsup.clip import load_clip
     register_world_clip(name)
     return load_clip(name, pretrained=str(pretrained or world_clip_path(name)), device=device)
 

@@ -203,9 +203,9 @@ def test_cli_errors_are_one_line_with_debug_traceback(tmp_path, capsys, monkeypa
         main(['train', '--config', 'world_vanilla', '--device', 'cpu', '--quiet'] + _world(tmp_path, out='run2'))
 
 def test_cli_offline_pretrained_is_one_line(tmp_path, capsys, monkeypatch):
-    import groundsup.grounding as gg
-    monkeypatch.setattr(gg, '_can_fetch', lambda url, timeout: False)          # offline, whatever this machine is
-    monkeypatch.setattr(gg, '_cached_checkpoint', lambda cfg, cache_dir=None: None)
+    import groundsup.clip as gc
+    monkeypatch.setattr(gc, '_can_fetch', lambda url, timeout: False)          # offline, whatever this machine is
+    monkeypatch.setattr(gc, '_cached_checkpoint', lambda cfg, cache_dir=None: None)
     ov = _world(tmp_path, f'data.grounding={tmp_path}/g', 'grounding.model=RN50', 'grounding.pretrained=openai')
     assert main(['ground', '--config', 'world_gals', '--device', 'cpu', '--quiet'] + ov) == 1
     err, lines = _err(capsys)

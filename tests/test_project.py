@@ -96,3 +96,15 @@ def test_modules_import_only_lower_numbered_notebooks():
                 if not n.startswith('groundsup.'): continue
                 dep = owner(n)
                 if dep and dep != mod: assert rank[dep] < r, f"groundsup.{mod} (notebook {r}) imports groundsup.{dep} (notebook {rank[dep]})"
+def test_module_map_page_matches_the_code():
+    "The developers' module map (nbs/developers/module_map.ipynb) stores a table computed from the imports: it must match the code now."
+    nb = json.loads((ROOT/'nbs'/'developers'/'module_map.ipynb').read_text())
+    cell = next(c for c in nb['cells'] if c['cell_type'] == 'code' and 'def module_map' in ''.join(c['source']))
+    stored = ''.join(next(o for o in cell['outputs'] if 'text/markdown' in o.get('data', {}))['data']['text/markdown'])
+    tree = ast.parse(''.join(cell['source']))
+    ns = {}
+    exec(compile(ast.Module(body=tree.body[:-1], type_ignores=[]), 'module_map', 'exec'), ns)
+    now = eval(compile(ast.Expression(tree.body[-1].value), 'module_map', 'eval'), ns).data
+    assert stored == now, "the module map page is stale: rerun nbs/developers/module_map.ipynb (jupyter nbconvert --execute --inplace, then nbdev_clean)"
+    floors = {m: f for f, m, _, _ in ns['rows']}
+    assert floors['core'] == 1 and all(floors[d] < f for f, m, deps, _ in ns['rows'] for d in deps)

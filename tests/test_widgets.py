@@ -266,7 +266,8 @@ def test_annotations_for_another_dataset_are_refused(clip, data, tmp_path):
     f = tmp_path / 'b.jsonl'
     FeedbackView(c, f, keys=False).give('wrong')
     key = json.loads(f.read_text().splitlines()[0])['dataset']
-    f.write_text(f.read_text() + json.dumps({'id': 99, 'answer': 'wrong', 'map_hash': '0' * 16, 'time': 'x'}) + '\n')
+    lines = f.read_text().splitlines()                                          # an unknown id before the end line, counted
+    f.write_text('\n'.join(lines[:-1] + [json.dumps({'id': 99, 'answer': 'wrong', 'map_hash': '0' * 16, 'time': 'x'}), json.dumps({'end': len(lines) - 1})]) + '\n')
     with pytest.raises(ValueError, match=r'b\.jsonl: 1 id\(s\) are not images of this dataset'): FeedbackView(c, f, keys=False, dataset=key)
 
 def test_feedback_keys(clip, data, tmp_path):

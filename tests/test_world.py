@@ -79,12 +79,12 @@ def test_shipped_tiny_clip_loads_and_grounds_the_shapes():
 def test_shipped_tiny_vit_loads_and_grounds_with_relevance():
     "The ViT tower (relevance): the object above chance, the places off the object (full figures: nbs/05_world.ipynb)."
     import open_clip
-    from groundsup.grounding import _resolve_method
+    from groundsup.grounding import resolve_method
     from groundsup.world import load_world_clip, evaluate_world_clip, world_clip_path, WORLD_CLIP_VIT
     assert register_world_clip(WORLD_CLIP_VIT) == WORLD_CLIP_VIT and WORLD_CLIP_VIT in open_clip.list_models()
     assert world_clip_path(WORLD_CLIP_VIT).stat().st_size < 20e6
     clip = load_world_clip(device='cpu', name=WORLD_CLIP_VIT)
-    assert _resolve_method(clip, 'auto') == 'relevance'
+    assert resolve_method(clip, 'auto') == 'relevance'
     ev = evaluate_world_clip(clip, n=48, seed=1, batch_size=24)
     assert ev['grid'] == (7, 7) and ev['place_accuracy'] > 0.9
     assert ev['object_energy_ratio'] > 3 and ev['place_pointing_game'] < 0.5

@@ -74,7 +74,7 @@ SECTIONS = ['Get started', 'Tutorials', 'Library', 'Experiments']
 def layout(cache: Path) -> list[tuple[Path, str, str]]:
     """(processed notebook, page path without suffix, sidebar section) in sidebar order: the index and the quickstart
     (Get started), nbs/tutorials/ (Tutorials), the numbered notebooks in notebook order (Library), nbs/experiments/
-    (Experiments); another folder becomes a section of its own name. Page paths are nbdev's (`02_grounding` -> `grounding`)."""
+    (Experiments); another folder becomes a section of its own name. Page paths are nbdev's (`02b_grounding` -> `grounding`)."""
     pages = []
     for p in sorted(cache.rglob('*.ipynb')):
         rel = p.relative_to(cache)

@@ -15,12 +15,12 @@ import matplotlib.pyplot as plt
 from PIL import Image as PILImage
 from IPython.display import display
 from ..core import resize_maps
-from ..grounding import CLIPBundle
+from ..clip import CLIPBundle
 from ..metrics import energy_inside, pointing_game, rank_correlation
 
 # %% auto #0
-__all__ = ['STATIC_NOTICE', 'CMAPS', 'SCORES', 'SCORE_TITLES', 'widgets_available', 'to_png', 'overlay', 'agreement_overlay',
-           'agreement_scores', 'clip_input']
+__all__ = ['STATIC_NOTICE', 'CMAPS', 'SCORES', 'SCORE_TITLES', 'widgets_available', 'View', 'to_png', 'overlay',
+           'agreement_overlay', 'agreement_scores', 'clip_input']
 
 # %% ../../nbs/10_widgets.ipynb #52a63b14
 def widgets_available() -> bool:
@@ -33,12 +33,22 @@ def widgets_available() -> bool:
 
 STATIC_NOTICE = "groundsup: interactive widgets need a running Jupyter kernel (JupyterLab 4, Notebook 7, VS Code); showing a static figure instead."
 
-def _show(widget_fn, static_fn):
-    "Display the widget when widgets can run, else the one-line notice and the static figure."
-    if widgets_available(): display(widget_fn()); return
-    print(STATIC_NOTICE)
-    fig = static_fn()
-    display(fig); plt.close(fig)
+class View:
+    "What every view shares: its `widget` (the ipywidgets tree its `__init__` builds) is what `show` displays, and what Jupyter displays for the view itself; without a kernel, `show` prints the one-line notice and shows the `static_parts` instead."
+    def static_parts(self) -> list: # what shows in the widget's place, in order
+        "What shows where widgets cannot run: the view's `static_figure()` (a view may show more: matplotlib figures, strings, anything `display` takes)."
+        return [self.static_figure()]
+
+    def show(self):
+        "Display the widget, or (without a Jupyter kernel) the one-line notice and the `static_parts`: strings printed, figures displayed and closed."
+        if widgets_available(): display(self.widget); return
+        print(STATIC_NOTICE)
+        for p in self.static_parts():
+            if isinstance(p, str): print(p); continue
+            display(p)
+            if isinstance(p, matplotlib.figure.Figure): plt.close(p)
+
+    def _ipython_display_(self): self.show()
 
 # %% ../../nbs/10_widgets.ipynb #1b54c862
 def to_png(rgb: np.ndarray, # `H x W x 3` float in [0, 1] (or uint8)

@@ -1,11 +1,15 @@
 """The concept audit of the world's classifiers (issue 15), as shown on the audit page.
 
-    python tools/audit_world.py --root /work/scratch/grid --out nbs/data/audit_world.json
+Makes the table of the audit page (nbs/09a_audit.ipynb, docs page audit.html), section "On the world": its input is
+this script's output, nbs/data/audit_world.json. Run from a checkout (groundsup installed), after
+experiments/world_experiments.py made the runs:
 
-runs `groundsup audit` (the shape and the two places, input-gradient attention, complement context regions) on the
-test split of every method folder `<root>/<world>/<method>/seed<seed>-run` that holds a `best` checkpoint (the runs of
-tools/world_experiments.py), and collects the audit summaries, the runs' test accuracies, the wall times and the load
-of the machine into one JSON file.
+    python experiments/audit_world.py --root <world experiments root> --out nbs/data/audit_world.json
+
+runs `groundsup audit` (`groundsup.cli.audit_command`: the shape and the two places, input-gradient attention,
+complement context regions) on the test split of every method folder `<root>/<world>/<method>/seed<seed>-run` that
+holds a `best` checkpoint (the runs of experiments/world_experiments.py), and collects the audit summaries, the runs'
+test accuracies, the wall times and the load of the machine into one JSON file.
 """
 import argparse, json, os, time
 from pathlib import Path
@@ -25,7 +29,7 @@ def _config_for_audit(run: Path, work: Path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--root', default='/work/scratch/grid', help='root of tools/world_experiments.py')
+    ap.add_argument('--root', default='/work/scratch/grid', help='root of experiments/world_experiments.py')
     ap.add_argument('--world', default='95', help='world folder under root (95 or 100)')
     ap.add_argument('--methods', nargs='*', default=None, help='method folders to audit (default: all with a checkpoint)')
     ap.add_argument('--seed', type=int, default=0)

@@ -1,13 +1,21 @@
 """The world experiments of the experiment page: every method on the 95% and 100% worlds, several seeds, one table.
 
-    python tools/world_experiments.py --root runs/world-experiments --jobs 2
+Makes the table of the experiment page (nbs/08a_experiment.ipynb, docs page experiment.html), section "The world
+experiments, measured": its input nbs/data/world_experiments.json is this script's `<root>/results.json`. Its runs are
+also the ones experiments/audit_world.py audits (the audit page) and experiments/feedback_experiments.py answers about.
+Run from a checkout (groundsup installed), on CPUs; the whole grid takes hours:
+
+    python experiments/world_experiments.py --root runs/world-experiments --jobs 2
+    python experiments/world_experiments.py --root runs/world-experiments --report    # only (re)write results.json / .md
+    cp runs/world-experiments/results.json nbs/data/world_experiments.json
 
 Each (world, method, seed) is one `groundsup train --config world_<method>` with the shipped config (same budget, learning
 rate and selection rule for every method) in its own folder, so the script can be killed and rerun: finished runs are
 reused (the trainer resumes unfinished ones). At the end it reads every run, measures where each selected classifier's
-input-gradient attention falls (share inside the true masks, test split) and how often its decision changes when only
-the place behind each test shape is swapped (the scene re-rendered with the other background: the shortcut measured
-directly), and writes `results.json` and `results.md`.
+input-gradient attention falls (`groundsup.metrics.attention_inside`: its share inside the true masks, test split) and
+how often its decision changes when only the place behind each test shape is swapped (`groundsup.world.place_swapped`:
+the scene re-rendered with the other background, the shortcut measured directly), and writes `results.json` and
+`results.md`.
 """
 import argparse, json, os, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +32,10 @@ def overrides(root, world, seed, out, grounding=None):
            ([f'data.grounding={grounding}'] if grounding else []) + [f'seeds=[{seed}]', f'out={out}']
 
 def grounding_folder(root, world, method, suffix='', extra=()):
-    "The grounding cache of a method's runs in one world: named after its config's `data.grounding` (None: no grounding term)."
-    from groundsup.experiment import load_config, _terms
+    "The grounding cache of a method's runs in one world: named after its config's `data.grounding` (None: the config has none, no grounding term)."
+    from groundsup.experiment import load_config
     cfg = load_config(f'world_{method}', [e.format(seed=0, world=world) for e in extra if e.startswith('data.feedback=')])
-    if not any(t.source == 'grounding' for t in _terms(cfg).values()): return None
+    if not cfg.data.grounding: return None
     return root / f'{Path(cfg.data.grounding).name}-{world}{suffix}'
 
 def run(cmd, log):
@@ -79,14 +87,14 @@ def report(root, worlds, methods, seeds, seconds, name='results'):
     from groundsup.models import build_model, LogitsOnly
     from groundsup.train import load_checkpoint
     from groundsup.attribution import attribute
-    from groundsup.metrics import energy_inside
-    from groundsup.data import WaterbirdsDataset
+    from groundsup.metrics import attention_inside
+    from groundsup.data import WaterbirdsDataset, gals_transform
+    from groundsup.world import place_swapped
     res = {}
     for w in worlds:
         raw = WaterbirdsDataset(root / f'world-{w}', 'test', masks=True)
         masks = torch.stack([raw[i]['mask'] for i in range(len(raw))]).float()
-        masks = masks if masks.ndim == 4 else masks[:, None]
-        same, swapped = place_swapped(root / f'world-{w}', load_config('world_vanilla').data.size)
+        same, swapped = place_swapped(root / f'world-{w}', gals_transform(load_config('world_vanilla').data.size))
         for folder in sorted(p.name for p in (root / w).iterdir() if p.is_dir()):
             # the shipped configs, and search points such as gals_w1e3 or vanilla_lr0.003 (a tag after the config name)
             m = next((k for k in sorted(METHODS, key=len, reverse=True) if folder == k or folder.startswith(k + '_')), None)
@@ -95,7 +103,6 @@ def report(root, worlds, methods, seeds, seconds, name='results'):
             cfg = load_config(f'world_{m}' if 'feedback' not in m else 'world_vanilla', overrides(root, w, 0, root / 'tmp'))
             test = build_datasets(cfg, splits=('test',))['test']
             x = torch.stack([test[i]['image'] for i in range(len(test))]); y = torch.tensor([int(test[i]['label']) for i in range(len(test))])
-            small = torch.nn.functional.interpolate(masks, size=x.shape[-2:], mode='nearest') > 0.5
             rows = []
             for s in seeds:
                 out = root / w / folder / f'seed{s}-run'
@@ -103,8 +110,9 @@ def report(root, worlds, methods, seeds, seconds, name='results'):
                 t = json.loads((out / 'summary.json').read_text())['trials'][0]
                 model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
                 load_checkpoint(out / f'seed{s}' / 'best', model); model.eval()
+                # a fresh LogitsOnly is in training mode: `attribute` uses each batch's BatchNorm statistics (how the page's numbers were made)
                 att = torch.cat([attribute(LogitsOnly(model), x[b:b + 100], y[b:b + 100], method='saliency') for b in range(0, len(x), 100)])
-                t['attention_inside'] = float(energy_inside(att, small))
+                t['attention_inside'] = float(attention_inside(att, masks))
                 with torch.no_grad(): p_same, p_swapped = LogitsOnly(model)(same).argmax(1), LogitsOnly(model)(swapped).argmax(1)
                 acc = float((p_same == y).float().mean())
                 if abs(acc - t['test_average']) > 1e-6: sys.exit(f"{out}: the re-rendered test images give accuracy {acc}, the run recorded {t['test_average']}")
@@ -115,25 +123,6 @@ def report(root, worlds, methods, seeds, seconds, name='results'):
     (root / f'{name}.json').write_text(json.dumps(res, indent=1))
     (root / f'{name}.md').write_text(table(res, worlds, methods))
     print(table(res, worlds, methods))
-
-def place_swapped(world_root, size):
-    "The world's test scenes rendered twice, as stored (JPEG, then the classifier's resize) and with the other place behind the same shape."
-    import io, numpy as np, torch
-    from PIL import Image
-    from groundsup.world import world_scenes, render_scenes
-    from groundsup.data import gals_transform
-    cfg = json.loads((Path(world_root) / 'world.json').read_text())['config']
-    scenes, splits = world_scenes(cfg)
-    idx = torch.tensor([i for i, sp in enumerate(splits) if sp == 2])
-    s = {k: v[idx] for k, v in scenes.items()}
-    tf = gals_transform(size)
-    def stored(imgs):
-        out = []
-        for im in imgs:
-            b = io.BytesIO(); Image.fromarray((im * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()).save(b, 'JPEG', quality=95)
-            out.append(tf(Image.open(b).convert('RGB')))
-        return torch.stack(out)
-    return stored(render_scenes(s, cfg['size'])[0]), stored(render_scenes({**s, 'place': 1 - s['place']}, cfg['size'])[0])
 
 def _ms(v):
     import statistics

@@ -1,18 +1,29 @@
 """Yes/no feedback on the world, without a person: a simulated annotator answers N images, new classifiers train from the answers.
 
-    python tools/world_experiments.py --root R --methods vanilla gals_cf          # the runs the answers are about, and the reference
-    python tools/feedback_experiments.py --root R --budgets 25 100 400 --methods feedback gals_cf_feedback
-    python tools/feedback_experiments.py --root R --report      # R/feedback_results.json (the references: R/results.json)
+Makes the feedback tables of the experiment page (nbs/08a_experiment.ipynb, docs page experiment.html), section "Yes/no
+feedback, measured with a simulated annotator" (its input nbs/data/feedback_experiments.json is this script's
+`<root>/feedback_results.json` with the answer counts `<root>/annotation_counts-layer3.json`); the find-and-fix tutorial
+points to it. Run from a checkout (groundsup installed), after experiments/world_experiments.py made the vanilla runs:
+
+    python experiments/world_experiments.py --root R --methods vanilla gals_cf          # the runs the answers are about, and the reference
+    python experiments/feedback_experiments.py --root R --budgets 25 100 400 --methods feedback gals_cf_feedback
+    python experiments/feedback_experiments.py --root R --report      # R/feedback_results.json (the references: R/results.json)
 
 For each world and seed, the vanilla classifier of that seed (`R/<world>/vanilla/seed<s>-run`, its selected checkpoint)
-is shown in the comparer's way: GradCAM of its predicted class (at `--layer`) on every training image, resized to the
-classifier's 64 px input as the comparer shows it. The images are proposed in the dataset view's order (lowest rank
-correlation between that attention and the tiny CLIP's grounding of "a photo of a shape" first: `groundsup.feedback.propose`)
-and answered by `simulated_answer` ("right" iff at least half of the attention's energy lies inside the true mask) until
-N are answered (`simulate_annotations`, which writes the same annotations file the comparer writes). Then
-`groundsup train --config world_<method> data.feedback=<that file>` trains a new classifier of the same seed, with the
-same budget and selection rule as every method of the experiment page (via tools/world_experiments.py, so the runs
-can be killed and resumed and the report measures them the same way: worst group, place-swap flips, attention inside).
+is answered about: GradCAM of its predicted class (at `--layer`, `groundsup.attribution.attribute` in batches of 200) on
+every training image, at that layer's grid. The images are proposed lowest score first (`groundsup.feedback.propose`),
+the score being the rank correlation between that attention and the tiny CLIP's layer3 grounding of "a photo of a shape"
+at the attention's grid (`groundsup.metrics.rank_correlation`), and answered by `simulated_answer` ("right" iff at least
+half of the attention's energy lies inside the true mask) until N are answered (`simulate_annotations`, which writes the
+same annotations file the comparer writes). Then `groundsup train --config world_<method> data.feedback=<that file>`
+trains a new classifier of the same seed, with the same budget and selection rule as every method of the experiment
+page (via experiments/world_experiments.py, so the runs can be killed and resumed and the report measures them the same
+way: worst group, place-swap flips, attention inside).
+
+This is how the page's numbers were made, and it is not exactly what the comparer shows: the classifier is explained
+through a fresh `LogitsOnly` wrapper, which is in training mode, so `attribute` runs its BatchNorm layers on each batch's
+statistics; `groundsup.widgets.Comparison` explains it in eval mode, and its agreement scores compare the maps at the
+larger of the two grids (see `agreement_scores`).
 """
 import argparse, json, subprocess, sys
 from pathlib import Path
@@ -29,7 +40,7 @@ def annotate(root, world, seed, budgets, layer, progress=True):
     from groundsup.data import WaterbirdsDataset, gals_transform
     from groundsup.experiment import load_config
     from groundsup.feedback import simulate_annotations, dataset_key
-    from groundsup.grounding import MapCache
+    from groundsup.cache import MapCache
     from groundsup.metrics import rank_correlation
     from groundsup.models import build_model, LogitsOnly
     from groundsup.train import load_checkpoint
@@ -41,7 +52,7 @@ def annotate(root, world, seed, budgets, layer, progress=True):
     x = torch.stack([it['image'] for it in items]); masks = torch.stack([it['mask'] for it in items]) > 0.5
     model = build_model(cfg.model.name, cfg.model.num_classes, pretrained=False)
     load_checkpoint(root / world / 'vanilla' / f'seed{seed}-run' / f'seed{seed}' / 'best', model); model.eval()
-    net = LogitsOnly(model)
+    net = LogitsOnly(model)   # in training mode: `attribute` uses each batch's BatchNorm statistics (see the docstring)
     with torch.no_grad(): pred = torch.cat([net(x[b:b + 200]).argmax(1) for b in range(0, len(x), 200)])
     att = torch.cat([attribute(net, x[b:b + 200], pred[b:b + 200], method='gradcam', layer=f'model.{layer}') for b in range(0, len(x), 200)])
     cache = MapCache(root / f'grounding-tiny-rn-layer3-{world}')

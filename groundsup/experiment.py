@@ -4,41 +4,62 @@
 
 # %% ../nbs/08a_experiment.ipynb #dae24aab
 from __future__ import annotations
-import dataclasses, json, math, shutil
+import dataclasses, inspect, json, math, shutil, types, typing
 import yaml
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Any
 import torch
+import open_clip
+from fastcore.docments import docments
 from omegaconf import OmegaConf, DictConfig, MISSING
 from omegaconf.errors import OmegaConfBaseException
 from .core import seed_everything, default_device, atomic_write, write_json, read_json, write_sealed, read_sealed
 from .clip import load_clip
 from .cache import MapCache
-from .grounding import ground_dataset
+from .grounding import ground_dataset, GROUNDING_METHODS
 from .data import ImageFiles, WaterbirdsDataset, Food101Subset, CSVDataset, train_transform, eval_transform, gals_transform, sample_weights
-from .losses import AttentionLoss, Term
+from .losses import AttentionLoss, Term, TERMS, AttentionTerm
 from .feedback import Annotations, dataset_key
-from .models import build_model, param_groups
-from .world import make_world, load_world_clip, WORLD_CLIP, WORLD_CLIPS
-from .train import TrainConfig, train, evaluate, load_checkpoint, run_trials
+from .models import build_model, param_groups, MODELS, SHIPPED_WEIGHTS
+from .world import make_world, load_world_clip, world_clip_config, WORLD_CLIP, WORLD_CLIPS
+from .train import TrainConfig, RUNTIME_FIELDS, train, evaluate, load_checkpoint, run_trials
 
 # %% auto #0
-__all__ = ['PICKS', 'WorldCfg', 'DataCfg', 'GroundingCfg', 'ModelCfg', 'TermCfg', 'FeedbackTermCfg', 'LossCfg', 'TrainCfg',
-           'ExperimentCfg', 'shipped_configs', 'load_config', 'train_config', 'check_config', 'WithWeights',
-           'build_datasets', 'open_feedback', 'prepare_data', 'grounding_clip', 'run_grounding', 'open_grounding',
-           'input_meta', 'check_input_meta', 'run_experiment', 'summary_table', 'uses_grounding', 'load_model',
-           'config_changes', 'claim_out']
+__all__ = ['WorldCfg', 'TermCfg', 'FeedbackTermCfg', 'LossCfg', 'TrainCfg', 'PICKS', 'DataCfg', 'GroundingCfg', 'ModelCfg',
+           'ExperimentCfg', 'config_schema', 'shipped_configs', 'load_config', 'train_config', 'check_config',
+           'WithWeights', 'build_datasets', 'open_feedback', 'prepare_data', 'grounding_clip', 'run_grounding',
+           'open_grounding', 'input_meta', 'check_input_meta', 'run_experiment', 'summary_table', 'uses_grounding',
+           'load_model', 'config_changes', 'claim_out']
 
 # %% ../nbs/08a_experiment.ipynb #caf551d7
-@dataclass
-class WorldCfg:                         # data.kind: world -- the synthetic world of groundsup.world, made (once) in data.root
-    bias: float = 0.95
-    n_train: int = 1000
-    n_val: int = 200
-    n_test: int = 400
-    size: int = 224
-    seed: int = 0
+def _cfg_type(t):
+    "The OmegaConf annotation of a library type: `X | None` -> `Optional[X]`; a union of several types -> `Any` (the library checks it)."
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        return Optional[_cfg_type(args[0])] if len(args) == 1 else Any
+    return t if t in (int, float, bool, str, list, dict) else Any
+
+def _params(src) -> list[tuple]:
+    "(name, type, dataclasses.field) of a dataclass's fields, or of a function's parameters that have a default."
+    hints = typing.get_type_hints(src)
+    if dataclasses.is_dataclass(src):
+        return [(f.name, hints[f.name], field(default=f.default) if f.default is not dataclasses.MISSING else field(default_factory=f.default_factory))
+                for f in dataclasses.fields(src)]
+    return [(p.name, hints[p.name], field(default=p.default)) for p in inspect.signature(src).parameters.values() if p.default is not p.empty]
+
+_DOCS: dict = {}   # config class -> a function returning the meaning of its fields (the docments of the library code it is read from)
+
+def _made(cls, docs):
+    cls.__module__ = __name__; _DOCS[cls] = docs
+    return cls
+
+def _schema(name: str, src, skip=()) -> type:
+    "A config dataclass `name` with the fields (names, types, defaults) of `src`, a dataclass or a function, less `skip`: read from it, not copied."
+    fields = [(n, _cfg_type(t), f) for n, t, f in _params(src) if n not in skip]
+    return _made(dataclasses.make_dataclass(name, fields), lambda: docments(src))
+
+WorldCfg = _schema('WorldCfg', make_world, skip=('batch_size', 'progress'))   # data.kind: world -- `make_world`'s options (the world is made once, in data.root)
 
 @dataclass
 class DataCfg:
@@ -57,13 +78,13 @@ class DataCfg:
 
 @dataclass
 class GroundingCfg:                     # stage 1: how `groundsup ground` makes data.grounding
-    model: str = 'RN50'                 # open_clip model name, or 'groundsup-tiny-rn' (the world's tiny CLIP)
+    model: str = 'RN50'                 # open_clip model name, or one of the world's tiny CLIPs ('groundsup-tiny-rn', 'groundsup-tiny-vit')
     pretrained: Optional[str] = 'openai' # open_clip tag, local checkpoint, or null (random init; the tiny CLIP: its shipped weights)
     prompts: list = field(default_factory=lambda: ['a photo of a bird'])   # one map per prompt, combined by the loss terms
     prompts_per_class: Optional[list] = None   # GALS's PROMPTS_PER_CLASS: one prompt list per class (equal lengths); an image gets its label's list instead of `prompts`
-    method: str = 'auto'                # 'auto', 'gradcam' (CLIP ResNets) or 'relevance' (CLIP ViTs)
-    layer: Optional[str] = None         # GradCAM layer of the visual tower (None: the last stage)
-    start_layer: int = 0                # relevance: first block accumulated
+    method: str = 'auto'                # one of groundsup.grounding.METHODS: 'auto', 'gradcam' (CLIP ResNets) or 'relevance' (CLIP ViTs)
+    layer: Optional[str] = None         # gradcam: a stage of the ResNet image tower, layer1 .. layer4 (None: the last); relevance (ViTs): unused, null
+    start_layer: int = 0                # relevance: first block accumulated (0: all, as GALS; -1: the last only)
     batch_size: int = 32                # images per grounding batch
 
 @dataclass
@@ -72,51 +93,71 @@ class ModelCfg:
     pretrained: Any = True              # True: ImageNet weights when they can be fetched; False; a weights file; or shipped weights by name ('world')
     num_classes: int = 2                # outputs
 
-@dataclass
-class TermCfg:
-    weight: float = 1.0
-    source: str = 'grounding'
-    criterion: str = 'l1'
-    combine: str = 'average_nonzero'
-    invert: bool = False
-    mode: str = 'suppress_outside'
-    layer: Any = None                   # GradCAM layer, or a list of layers (e.g. [layer3, layer4])
-    gradient_of: str = 'loss'           # input-gradient terms: 'loss' (GALS), 'log_prob_sum' (Ross et al.), 'logit' or 'margin'
-    threshold: Optional[float] = None   # None: soft targets (GALS); else the target is binarized at this value
-    form: str = 'counterfactual'        # feedback term: 'counterfactual' or 'gradcam' (CRAYON-ATTENTION)
-    fill: str = 'image'                 # counterfactual forms: 'image' (the next image's pixels) or 'mean' (the image's mean colour)
+TermCfg = _schema('TermCfg', Term)   # a `loss.<term>` section: the fields of `Term`
 
-@dataclass
-class FeedbackTermCfg(TermCfg):         # loss.feedback: a term whose maps are the answered attention maps of data.feedback
-    source: str = 'feedback'
+def _term_cfg(t: AttentionTerm) -> type:
+    "The `loss.<name>` section of a registered term: `TermCfg`, or a subclass with the term's own defaults (e.g. loss.feedback's source)."
+    if not t.defaults: return TermCfg
+    hints = typing.get_type_hints(TermCfg)
+    name = ''.join(w.title() for w in t.name.split('_')) + 'TermCfg'
+    return _made(dataclasses.make_dataclass(name, [(k, hints[k], field(default=v)) for k, v in t.defaults.items()], bases=(TermCfg,)), _DOCS[TermCfg])
 
-@dataclass
-class LossCfg:
-    gradient_outside: Optional[TermCfg] = None
-    gradcam: Optional[TermCfg] = None
-    abn_supervision: Optional[TermCfg] = None
-    abn_classification: Optional[float] = None
-    counterfactual: Optional[TermCfg] = None
-    feedback: Optional[FeedbackTermCfg] = None
+_TERM_CFGS = {n: _term_cfg(t) for n, t in TERMS.items()}
+FeedbackTermCfg = _TERM_CFGS['feedback']   # loss.feedback: a term whose maps are the answered attention maps of data.feedback
 
-@dataclass
-class TrainCfg:
-    epochs: int = 10; batch_size: int = 64; lr: float = 1e-3; head_lr: Optional[float] = None; weight_decay: float = 1e-4
-    optimizer: str = 'sgd'; momentum: float = 0.9; scheduler: str = 'none'; step_size: int = 30; gamma: float = 0.1
-    accum_steps: int = 1; amp: str = 'auto'; channels_last: bool = False; compile: bool = False
-    deterministic: bool = False; ckpt_every: int = 0; select: str = 'worst_group'; sync_bn: bool = True
-    device: Optional[str] = None
+def _loss_cfg() -> type:
+    "One optional `loss.<name>` section per registered term (`TERMS`, in its order) and `AttentionLoss`'s own weights (ABN's branch: after the ABN terms)."
+    hints = typing.get_type_hints(AttentionLoss.__init__)
+    own = [(p.name, _cfg_type(hints[p.name]), field(default=p.default)) for p in inspect.signature(AttentionLoss).parameters.values()
+           if p.kind is p.POSITIONAL_OR_KEYWORD]
+    terms = [(n, Optional[c], field(default=None)) for n, c in _TERM_CFGS.items()]
+    at = max((i + 1 for i, t in enumerate(TERMS.values()) if t.needs_abn), default=len(terms))
+    return _made(dataclasses.make_dataclass('LossCfg', terms[:at] + own + terms[at:]),
+                 lambda: {**docments(AttentionLoss), **{n: t.doc + ''.join(f' (`{k}: {v}`)' for k, v in t.defaults.items()) for n, t in TERMS.items()}})
+
+LossCfg = _loss_cfg()
+
+_FROM_ELSEWHERE = {'num_workers': 'data.num_workers', 'seed': 'seeds'}   # `TrainConfig` fields an experiment sets from these keys
+TrainCfg = _schema('TrainCfg', TrainConfig, skip=tuple(_FROM_ELSEWHERE))   # the `train` section: `TrainConfig`'s fields
 
 @dataclass
 class ExperimentCfg:
     name: str = 'experiment'            # shown in reports
     out: str = 'runs/${name}'           # run folder (one sub-folder per seed); relative to the working directory
-    seeds: list = field(default_factory=lambda: [0])   # one trial per seed; the summary reports mean and std
+    seeds: list = field(default_factory=lambda: [0])   # one trial per seed (ints in [0, 2**32)); the summary reports mean and std
     data: DataCfg = field(default_factory=DataCfg)
     grounding: GroundingCfg = field(default_factory=GroundingCfg)
     model: ModelCfg = field(default_factory=ModelCfg)
     loss: LossCfg = field(default_factory=LossCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
+
+def _type_name(t) -> str:
+    if typing.get_origin(t) is typing.Union:
+        inner = next(a for a in typing.get_args(t) if a is not type(None))
+        return ('section' if dataclasses.is_dataclass(inner) else _type_name(inner)) + ' or null'
+    return 'any' if t is Any else getattr(t, '__name__', str(t))
+
+def _default(f) -> str:
+    v = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return 'required' if v == MISSING else yaml.safe_dump([v], default_flow_style=True, width=10**6).strip()[1:-1]
+
+def config_schema(cls=None, # a config dataclass (default: `ExperimentCfg`, the whole file)
+                  prefix: str = '', # prefix of its keys
+                 ) -> list[dict]: # one {'key', 'type', 'default', 'meaning'} per key, in file order
+    "Every key of an experiment YAML: dotted name, type, default and meaning, read from the config dataclasses and the library code they are made from."
+    cls = cls or ExperimentCfg
+    docs, hints, rows, shared = _DOCS[cls]() if cls in _DOCS else docments(cls), typing.get_type_hints(cls), [], []
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t): rows += config_schema(t, f'{prefix}{f.name}.'); continue
+        rows.append(dict(key=prefix + f.name, type=_type_name(t), default=_default(f), meaning=docs.get(f.name) or ''))
+        inner = [a for a in typing.get_args(t) if dataclasses.is_dataclass(a)]    # an optional section (a loss term)
+        if inner:
+            base = [c for c in inner[0].__mro__ if dataclasses.is_dataclass(c)][-1]
+            if base not in shared: shared.append(base)
+    for base in shared: rows += config_schema(base, f"{prefix}<{base.__name__.removesuffix('Cfg').lower()}>.")   # their keys, once
+    return rows
+
 
 # %% ../nbs/08a_experiment.ipynb #7a5ea16d
 def _shipped_dir() -> Path:
@@ -169,11 +210,12 @@ def load_config(config: str | Path | dict, # a YAML file, the name of a shipped 
 # %% ../nbs/08a_experiment.ipynb #0bc403f3
 _KINDS = ('waterbirds', 'world', 'food101_redmeat', 'csv')
 
-_TERMS = ('gradient_outside', 'gradcam', 'abn_supervision', 'counterfactual', 'feedback')   # the loss's map-supervision terms (`Term`s)
+_MASK_KINDS = ('waterbirds', 'world')   # the kinds whose datasets load foreground masks
 
 def _terms(cfg) -> dict:
+    "The `Term` of every `loss.<name>` section that is set (in `TERMS`' order), checked."
     out = {}
-    for k in _TERMS:
+    for k in TERMS:
         v = cfg.loss[k]
         if v is not None:
             try: out[k] = Term(**OmegaConf.to_container(v))
@@ -192,49 +234,117 @@ def _check_prompts_per_class(ppc, num_classes):
     if not ok: raise ValueError(f"grounding.prompts_per_class={ppc!r}: expected one non-empty list of prompts per class "
                                 f"(model.num_classes={num_classes}), all of the same length")
 
-def check_config(cfg: DictConfig):
-    "Every check that can run without reading data: option values, combinations, files that must exist."
-    from groundsup.models import MODELS
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing: raise ValueError(f"not set: {', '.join(missing)}; give them in the file or on the command line, e.g. {missing[0]}=/path")
-    if cfg.data.kind not in _KINDS: raise ValueError(f"data.kind={cfg.data.kind!r}: expected one of {_KINDS}")
-    if cfg.data.kind == 'world' and cfg.data.world.n_train < cfg.train.batch_size:
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the world's training set (data.world.n_train={cfg.data.world.n_train})")
-    g = cfg.grounding
-    if g.method not in ('auto', 'gradcam', 'relevance'): raise ValueError(f"grounding.method={g.method!r}: expected 'auto', 'gradcam' or 'relevance'")
-    if not g.prompts or not all(isinstance(p, str) and p.strip() for p in g.prompts):
-        raise ValueError(f"grounding.prompts={list(g.prompts)!r}: expected a non-empty list of non-empty strings")
-    if g.prompts_per_class is not None: _check_prompts_per_class(g.prompts_per_class, cfg.model.num_classes)
-    if cfg.data.augment not in ('crop_flip', 'none'): raise ValueError(f"data.augment={cfg.data.augment!r}: expected 'crop_flip' or 'none'")
-    if cfg.data.upweight not in (None, 'class', 'group'): raise ValueError(f"data.upweight={cfg.data.upweight!r}: expected null, 'class' or 'group'")
-    if cfg.model.name not in MODELS: raise ValueError(f"model.name={cfg.model.name!r}: expected one of {MODELS}")
-    if not cfg.seeds or not all(isinstance(s, int) for s in cfg.seeds): raise ValueError(f"seeds={list(cfg.seeds)!r}: expected a non-empty list of ints")
-    train_config(cfg)
-    if cfg.model.num_classes < 2: raise ValueError(f"model.num_classes={cfg.model.num_classes}: expected at least 2 classes")
+def _clip_tower(name: str) -> tuple[str, int | None] | None:
+    "('resnet', its stages), ('vit', its blocks) or ('other', None): the image tower of an open_clip model, from its config (no weights); None: unknown."
+    c = world_clip_config(name) if name in WORLD_CLIPS else open_clip.get_model_config(name)
+    v = (c or {}).get('vision_cfg')
+    if not v: return None
+    if v.get('timm_model_name'): return 'other', None       # open_clip's rule: timm tower, else a list of stage depths (ModifiedResNet), else a ViT
+    return ('resnet', len(v['layers'])) if isinstance(v.get('layers'), (list, tuple)) else ('vit', int(v.get('layers', 0)))
+
+def _check_grounding(g):
+    "The `grounding` section, as far as it can be checked without loading the CLIP: the method, the model, its weights, the layer for its tower."
+    if g.method not in GROUNDING_METHODS: raise ValueError(f"grounding.method={g.method!r}: expected one of {GROUNDING_METHODS}")
+    hub = g.model.startswith(('hf-hub:', 'local-dir:'))
+    if not (hub or g.model in WORLD_CLIPS or g.model in open_clip.list_models()):
+        raise ValueError(f"grounding.model={g.model!r}: expected an open_clip model name (open_clip.list_models(), e.g. RN50, ViT-B-32) or one of the world's CLIPs {WORLD_CLIPS}")
+    p = g.pretrained
+    if p is not None and not hub and not Path(p).expanduser().is_file():
+        if g.model in WORLD_CLIPS: raise ValueError(f"grounding.pretrained={p!r}: no such checkpoint file (the world's CLIPs take null, their shipped weights, or a file)")
+        if not open_clip.get_pretrained_cfg(g.model, p):
+            raise ValueError(f"grounding.pretrained={p!r}: neither a checkpoint file nor an open_clip tag of {g.model!r} "
+                             f"(its tags: {open_clip.list_pretrained_tags_by_model(g.model)}); null: random init")
+    kind, n = _clip_tower(g.model) or (None, None)
+    method = {'resnet': 'gradcam', 'vit': 'relevance'}.get(kind) if g.method == 'auto' else g.method
+    if g.method == 'auto' and kind == 'other':
+        raise ValueError(f"grounding.method='auto' picks gradcam for ResNet and relevance for ViT image towers; {g.model!r} has neither: set grounding.method=gradcam and grounding.layer")
+    if method == 'relevance':
+        if kind == 'resnet': raise ValueError(f"grounding.method='relevance' needs a CLIP ViT; {g.model!r} has a ResNet image tower (use auto or gradcam)")
+        if g.layer is not None: raise ValueError(f"grounding.layer={g.layer!r}: {g.model!r} is grounded with relevance, which reads grounding.start_layer, not a layer; expected null")
+        if kind == 'vit' and not -n <= g.start_layer < n:
+            raise ValueError(f"grounding.start_layer={g.start_layer}: expected an int in [-{n}, {n}) for the {n} blocks of {g.model!r} (0: all blocks, as GALS; -1: the last)")
+    elif method == 'gradcam' and kind == 'resnet':
+        stages = [f'layer{i + 1}' for i in range(n)]
+        if g.layer is not None and g.layer.removeprefix('visual.').split('.')[0] not in stages:
+            raise ValueError(f"grounding.layer={g.layer!r}: expected null (the last stage) or a stage of {g.model!r}'s image tower: "
+                             f"{', '.join(stages)} (or a module inside one, e.g. {stages[-1]}.0)")
+    elif method == 'gradcam' and kind == 'vit' and g.layer is None:
+        raise ValueError(f"grounding.layer=null: a ViT image tower ({g.model!r}) has no default GradCAM layer; name one of its modules or use grounding.method=relevance")
+
+def _check_model(m):
+    "The `model` section: a known classifier, at least two classes, and weights of a kind it can load (true, false, a shipped name, or a file)."
+    if m.name not in MODELS: raise ValueError(f"model.name={m.name!r}: expected one of {MODELS}")
+    if m.num_classes < 2: raise ValueError(f"model.num_classes={m.num_classes}: expected at least 2 classes")
+    p = m.pretrained
+    if not (p is None or isinstance(p, bool) or (isinstance(p, str) and (p in SHIPPED_WEIGHTS or Path(p).expanduser().is_file()))):
+        raise ValueError(f"model.pretrained={p!r}: expected true (ImageNet weights), false, a shipped weights name ({', '.join(SHIPPED_WEIGHTS)}) or a weights file")
+
+def _check_weights(m):
+    "Shipped weights fit the architecture they are loaded into (checked before training; evaluating and auditing build the model without them)."
+    p = m.pretrained
+    if isinstance(p, str) and p in SHIPPED_WEIGHTS and SHIPPED_WEIGHTS[p][0] != m.name.removesuffix('_abn'):
+        raise ValueError(f"model.pretrained={p!r}: these weights are for model.name={SHIPPED_WEIGHTS[p][0]!r} (or its _abn), not {m.name!r}")
+
+def _check_data(d, batch_size):
+    "The `data` section, without reading data: options, and the world's size (data.kind: world)."
+    if d.kind not in _KINDS: raise ValueError(f"data.kind={d.kind!r}: expected one of {_KINDS}")
+    if d.augment not in ('crop_flip', 'none'): raise ValueError(f"data.augment={d.augment!r}: expected 'crop_flip' or 'none'")
+    if d.upweight not in (None, 'class', 'group'): raise ValueError(f"data.upweight={d.upweight!r}: expected null, 'class' or 'group'")
     for k in ('size', 'num_workers'):
-        if cfg.data[k] < (1 if k == 'size' else 0): raise ValueError(f"data.{k}={cfg.data[k]}: expected {'a positive int' if k == 'size' else 'an int >= 0'}")
-    if cfg.grounding.batch_size < 1: raise ValueError(f"grounding.batch_size={cfg.grounding.batch_size}: expected a positive int")
-    for k in _TERMS + ('abn_classification',):
-        v = cfg.loss[k]
-        w = v if k == 'abn_classification' else (v.weight if v is not None else None)
+        if d[k] < (1 if k == 'size' else 0): raise ValueError(f"data.{k}={d[k]}: expected {'a positive int' if k == 'size' else 'an int >= 0'}")
+    if d.masks and d.kind not in _MASK_KINDS: raise ValueError(f"data.masks=true: data.kind={d.kind!r} has no masks (only {', '.join(_MASK_KINDS)} do)")
+    w = d.world
+    if not 0 <= w.bias <= 1: raise ValueError(f"data.world.bias={w.bias}: expected a fraction in [0, 1] (0.95 is Waterbirds-95)")
+    for k, lo in (('n_train', 1), ('n_val', 1), ('n_test', 1), ('size', 16), ('seed', 0)):
+        if w[k] < lo: raise ValueError(f"data.world.{k}={w[k]}: expected an int >= {lo}")
+    if d.kind == 'world' and w.n_train < batch_size:
+        raise ValueError(f"train.batch_size={batch_size} is larger than the world's training set (data.world.n_train={w.n_train})")
+
+def _check_loss(cfg):
+    "The `loss` section: each registered term's options and sources, the models and data they need."
+    for k, v in cfg.loss.items():
+        section = OmegaConf.is_config(v)
+        w = v.weight if section else v
         if w is not None and not (math.isfinite(w) and w >= 0):
-            raise ValueError(f"loss.{k}{'' if k == 'abn_classification' else '.weight'}={w!r}: expected a finite weight >= 0")
+            raise ValueError(f"loss.{k}{'.weight' if section else ''}={w!r}: expected a finite weight >= 0")
     terms = _terms(cfg)
-    abn = cfg.model.name.endswith('_abn')
-    if (cfg.loss.abn_supervision is not None or cfg.loss.abn_classification is not None) and not abn:
-        raise ValueError(f"loss.abn_*: these terms need an ABN model (model.name=..._abn), got {cfg.model.name!r}")
+    try: AttentionLoss(**terms, abn_classification=cfg.loss.abn_classification)   # each term's sources, as `AttentionLoss` checks them
+    except ValueError as e: raise ValueError(f"loss.{e}") from None
+    abn = [f'loss.{k}' for k in terms if TERMS[k].needs_abn] + ['loss.abn_classification'] * (cfg.loss.abn_classification is not None)
+    if abn and not cfg.model.name.endswith('_abn'):
+        raise ValueError(f"{', '.join(abn)}: {'these terms need' if len(abn) > 1 else 'this term needs'} an ABN model (model.name=..._abn), got {cfg.model.name!r}")
     if any(t.source == 'grounding' for t in terms.values()) and not cfg.data.grounding:
         raise ValueError("a loss term uses source: grounding but data.grounding (a grounding cache folder) is not set")
     if any(t.source == 'mask' for t in terms.values()) and not cfg.data.masks:
         raise ValueError("a loss term uses source: mask but data.masks is false")
-    if (cfg.loss.feedback is None) != (cfg.data.feedback is None):
-        raise ValueError("loss.feedback needs data.feedback, the annotations file of the answers: give it, e.g. data.feedback=answers.jsonl"
-                         if cfg.data.feedback is None else
-                         f"data.feedback={cfg.data.feedback!r} is set but no loss.feedback term uses it; add loss.feedback or drop data.feedback")
+    answered = [k for k, t in terms.items() if t.source == 'feedback']
+    if answered and cfg.data.feedback is None:
+        raise ValueError(f"loss.{answered[0]} needs data.feedback, the annotations file of the answers: give it, e.g. data.feedback=answers.jsonl")
+    if cfg.data.feedback is not None and not answered:
+        raise ValueError(f"data.feedback={cfg.data.feedback!r} is set but no loss.feedback term uses it; add loss.feedback or drop data.feedback")
     if cfg.data.feedback is not None and not Path(cfg.data.feedback).is_file():
         raise FileNotFoundError(f"data.feedback={cfg.data.feedback!r}: no such annotations file (answers are written by the comparer or `simulate_annotations`)")
     if any(t.source == 'bbox' for t in terms.values()):
         raise ValueError("source: bbox needs a dataset with boxes; none of data.kind's datasets provides them yet")
+
+def check_config(cfg: DictConfig):
+    "Every check that can run without reading data or loading a model: option values, combinations, files that must exist."
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing: raise ValueError(f"not set: {', '.join(missing)}; give them in the file or on the command line, e.g. {missing[0]}=/path")
+    if not str(cfg.out).strip(): raise ValueError(f"out={cfg.out!r}: expected a run folder, e.g. out=runs/my_experiment")
+    if not cfg.seeds or not all(isinstance(s, int) and 0 <= s < 2**32 for s in cfg.seeds):
+        raise ValueError(f"seeds={list(cfg.seeds)!r}: expected a non-empty list of ints in [0, 2**32)")
+    _check_data(cfg.data, cfg.train.batch_size)
+    g = cfg.grounding
+    _check_grounding(g)
+    if not g.prompts or not all(isinstance(p, str) and p.strip() for p in g.prompts):
+        raise ValueError(f"grounding.prompts={list(g.prompts)!r}: expected a non-empty list of non-empty strings")
+    if g.prompts_per_class is not None: _check_prompts_per_class(g.prompts_per_class, cfg.model.num_classes)
+    if g.batch_size < 1: raise ValueError(f"grounding.batch_size={g.batch_size}: expected a positive int")
+    _check_model(cfg.model)
+    train_config(cfg)
+    _check_loss(cfg)
+
 
 # %% ../nbs/08a_experiment.ipynb #245ebd99
 class WithWeights(torch.utils.data.Dataset):
@@ -394,6 +504,7 @@ def run_experiment(cfg: DictConfig, # from `load_config`
                   ) -> dict: # {'trials': [...], 'mean': {...}, 'std': {...}}
     "Train and test every seed of an experiment; resumable (rerun the same command after an interruption)."
     check_config(cfg)
+    _check_weights(cfg.model)
     prepare_data(cfg, progress)
     if uses_grounding(cfg) and maps is None: maps = open_grounding(cfg).get
     ds = build_datasets(cfg, maps)
@@ -447,7 +558,7 @@ def load_model(cfg: DictConfig, # experiment configuration: `model.name` and `mo
     return model, state
 
 # %% ../nbs/08a_experiment.ipynb #1445ba6f
-_FREE_KEYS = ('name', 'out', 'seeds', 'data.num_workers', 'train.device', 'train.compile', 'train.ckpt_every', 'grounding.batch_size')
+_FREE_KEYS = ('name', 'out', 'seeds', 'data.num_workers', 'grounding.batch_size') + tuple(f'train.{k}' for k in RUNTIME_FIELDS if k in TrainCfg.__dataclass_fields__)
 
 def _flat(d, prefix=''):
     if not isinstance(d, dict): return {prefix[:-1]: d}

@@ -6,16 +6,17 @@
 from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
+from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from .core import combine_maps, normalize_maps, resize_maps, nonzero_maps, COMBINE_MODES, logits_of
 from .attribution import attribute
 
 # %% auto #0
-__all__ = ['log', 'SOURCES', 'CRITERIA', 'GRADIENT_OF', 'ATTENTION_MODES', 'FEEDBACK_FORMS', 'FILLS', 'warn_once',
+__all__ = ['log', 'SOURCES', 'CRITERIA', 'GRADIENT_OF', 'ATTENTION_MODES', 'FEEDBACK_FORMS', 'FILLS', 'TERMS', 'warn_once',
            'boxes_to_masks', 'supervision_maps', 'classification_loss', 'input_gradients', 'gradient_outside_loss',
-           'margins', 'gradient_score', 'attention_map_loss', 'abn_losses', 'Term', 'counterfactual_loss',
-           'feedback_keep', 'AttentionLoss']
+           'margins', 'gradient_score', 'attention_map_loss', 'abn_losses', 'Term', 'AttentionTerm', 'register_term',
+           'TermInputs', 'AttentionLoss', 'counterfactual_loss', 'feedback_keep']
 
 # %% ../nbs/06_losses.ipynb #fc2b46a5
 log = logging.getLogger('groundsup')
@@ -196,7 +197,8 @@ class Term:
     fill: str = 'image'                 # counterfactual forms: what replaces the region outside the kept one: 'image' (the next image's pixels) or 'mean' (the image's mean colour)
 
     def __post_init__(self):
-        if self.source not in SOURCES + ('feedback',): raise ValueError(f"source={self.source!r}: expected one of {SOURCES + ('feedback',)}")
+        sources = _sources()
+        if self.source not in sources: raise ValueError(f"source={self.source!r}: expected one of {sources}")
         if self.gradient_of not in GRADIENT_OF: raise ValueError(f"gradient_of={self.gradient_of!r}: expected one of {tuple(GRADIENT_OF)}")
         if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not 0 < self.threshold <= 1):
             raise ValueError(f"threshold={self.threshold!r}: expected None or a number in (0, 1]")
@@ -213,18 +215,162 @@ class Term:
         if self.form not in FEEDBACK_FORMS: raise ValueError(f"form={self.form!r}: expected one of {FEEDBACK_FORMS}")
         if self.fill not in FILLS: raise ValueError(f"fill={self.fill!r}: expected one of {FILLS}")
 
+def _sources() -> tuple:
+    "Every `Term.source`: the target sources of `SOURCES`, then the registered terms' own (e.g. 'feedback')."
+    return SOURCES + tuple(dict.fromkeys(s for t in TERMS.values() for s in t.sources if s not in SOURCES))
+
+@dataclass(frozen=True)
+class AttentionTerm:
+    "One entry of `TERMS`: a loss term of `AttentionLoss`, and the `loss.<name>` section of an experiment config."
+    name: str                          # the keyword of `AttentionLoss` and the key under `loss:` in a config
+    compute: Callable                  # `(term, inputs, name)` -> the unweighted scalar loss of a batch, or None when the batch has nothing to supervise
+    sources: tuple = SOURCES           # the `Term.source`s it takes target maps from
+    maps: str = 'the target source'    # where its target maps come from, in words (for messages)
+    needs_abn: bool = False            # reads an ABN model's attention branch (`model.name: ..._abn`); computed after the other terms
+    input_grad: bool = False           # differentiates through the input (`AttentionLoss` makes the input require grad)
+    defaults: dict = field(default_factory=dict)   # `Term` fields whose default differs for this term
+    see: str = ''                      # where on this page its formula is written out
+
+    @property
+    def doc(self) -> str: return (self.compute.__doc__ or '').strip()   # what it supervises: the docstring of `compute`
+
+TERMS: dict[str, AttentionTerm] = {}   # the registered terms, in registration order (filled by `register_term`)
+_RESERVED = ('cls', 'abn_classification', 'terms')   # names `AttentionLoss` uses itself
+
+def register_term(name: str, # the keyword of `AttentionLoss` and the `loss.<name>` config key
+                  **spec, # the other fields of `AttentionTerm`: sources, maps, needs_abn, input_grad, defaults, see
+                 ) -> Callable: # a decorator for the term's `compute(term, inputs, name)`
+    "Register the decorated `compute` as attention term `name`: `AttentionLoss`, the experiment config and these docs read `TERMS`."
+    if not isinstance(name, str) or not name.isidentifier() or name in _RESERVED:
+        raise ValueError(f"name={name!r}: expected a Python identifier other than {_RESERVED}")
+    def deco(compute):
+        TERMS[name] = AttentionTerm(name, compute, **spec)   # registering a name again replaces its entry (e.g. a rerun cell)
+        return compute
+    return deco
+
 def _term(v, name):
     if v is None: return v
+    spec = TERMS[name]
     if isinstance(v, dict):
         unknown = set(v) - {f.name for f in Term.__dataclass_fields__.values()}
         if unknown: raise ValueError(f"{name}: unknown option(s) {sorted(unknown)}; expected {sorted(Term.__dataclass_fields__)}")
-        v = Term(**({'source': 'feedback'} if name == 'feedback' else {}) | v)
+        v = Term(**spec.defaults | v)
     if not isinstance(v, Term): raise TypeError(f"{name}: expected a Term, a dict or None, got {type(v).__name__}")
-    if (name == 'feedback') != (v.source == 'feedback'):
-        raise ValueError(f"{name}: source={v.source!r}; " + ("the feedback term takes its maps from the answers (source: feedback)" if name == 'feedback'
-                         else "source: feedback is the feedback term's own (loss.feedback)"))
+    if v.source not in spec.sources:
+        owner = next((t.name for t in TERMS.values() if v.source in t.sources and v.source not in SOURCES), None)
+        raise ValueError(f"{name}: source={v.source!r}; " + (f"source: {v.source} is the {owner} term's own (loss.{owner})" if owner
+                         else f"the {name} term takes its maps from {spec.maps} (source: {' or '.join(spec.sources)})"))
     return v
 
+def _output(out, name):
+    "Field `name` of a model output: a logits tensor, a dict, or a named tuple such as ABN's (None when absent)."
+    if torch.is_tensor(out): return out if name == 'logits' else None
+    if isinstance(out, dict): return out.get(name)
+    return getattr(out, name, None)
+
+@dataclass
+class TermInputs:
+    "What a term's `compute` reads: the model, the batch and the forward pass that `AttentionLoss` made."
+    model: Any                # the classifier (under DDP: the wrapped model)
+    batch: dict               # 'image', 'label', and the maps the terms use ('map', 'mask', 'boxes', 'feedback')
+    x: torch.Tensor           # the input the forward pass saw (requires grad when a term has `input_grad`)
+    out: Any                  # the model's output: logits, or a dict / named tuple with 'logits' (ABN: 'attention', 'branch_logits')
+    logits: torch.Tensor      # `B x K` logits
+    cls: torch.Tensor         # the batch's classification loss
+    world_size: int = 1       # processes under DDP
+
+    @property
+    def labels(self) -> torch.Tensor: return self.batch['label']
+    @property
+    def size(self) -> tuple: return tuple(self.x.shape[-2:])
+    def output(self, name: str): return _output(self.out, name)
+
+    def targets(self, term: Term, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        "Target maps `B x 1 x H x W` of `term` for this batch, and which images have a valid one (see `supervision_maps`)."
+        batch = self.batch
+        key = {'grounding': 'map', 'mask': 'mask', 'bbox': 'boxes', 'zeros': None}[term.source]
+        if key is not None and key not in batch:
+            raise KeyError(f"{name} uses source={term.source!r} but the batch has no {key!r} (keys: {sorted(batch)})")
+        kw = {'grounding': {'maps': batch.get('map')}, 'mask': {'masks': batch.get('mask')}, 'bbox': {'boxes': batch.get('boxes')},
+              'zeros': {'batch_size': len(batch['image'])}}[term.source]
+        t, v = supervision_maps(term.source, self.size, combine=term.combine, invert=term.invert, device=batch['image'].device, **kw)
+        if not v.any(): warn_once(name, f"{name}: a batch had no image with a valid {term.source} target; no {name} loss for such batches")
+        if term.threshold is not None: t = (t >= term.threshold).to(t.dtype)
+        return t, v
+
+class AttentionLoss:
+    "Classification loss plus attention terms of `TERMS`; call it as `loss_fn(model, batch, world_size)`."
+    def __init__(self,
+                 abn_classification: float | None = None, # weight of ABN's branch classification loss (ABN models)
+                 **terms, # one per registered term (see `TERMS`): a `Term`, a dict of its fields, or None, e.g. `gradient_outside=dict(weight=1e4)`
+                ):
+        unknown = [k for k in terms if k not in TERMS]
+        if unknown: raise TypeError(f"AttentionLoss: unknown term(s) {unknown}; the registered terms are {list(TERMS)}")
+        self.abn_classification = abn_classification
+        self.terms = {k: t for k in TERMS if (t := _term(terms.get(k), k)) is not None}   # in registration order
+
+    def __getattr__(self, name):   # `loss_fn.gradcam`: that term's `Term`, or None
+        if name in TERMS: return self.__dict__.get('terms', {}).get(name)
+        raise AttributeError(name)
+
+    def __call__(self, model, batch: dict, world_size: int = 1):
+        x = batch['image']
+        if any(TERMS[k].input_grad for k in self.terms) and not x.requires_grad: x = x.detach().requires_grad_()
+        out = model(x)
+        logits = logits_of(out)
+        w = batch.get('weight')
+        cls = classification_loss(logits, batch['label'], w)
+        parts, total = {'cls': cls.detach()}, cls
+        inputs = TermInputs(model, batch, x, out, logits, cls, world_size)
+        def add(name, weight, l):
+            nonlocal total
+            if l is not None: total = total + weight * l; parts[name] = l.detach()
+        abn = [k for k in self.terms if TERMS[k].needs_abn]
+        for k, term in self.terms.items():
+            if k not in abn: add(k, term.weight, TERMS[k].compute(term, inputs, k))
+        if abn or self.abn_classification is not None:   # ABN's branch: its classification loss, then the terms on its attention
+            if inputs.output('attention') is None or inputs.output('branch_logits') is None:
+                raise TypeError("ABN terms need a model whose output has 'logits', 'attention' and 'branch_logits' (an ABN model)")
+            if self.abn_classification is not None:
+                add('abn_classification', self.abn_classification, classification_loss(inputs.output('branch_logits'), batch['label'], w))
+            for k in abn: add(k, self.terms[k].weight, TERMS[k].compute(self.terms[k], inputs, k))
+        return total, parts
+
+
+# %% ../nbs/06_losses.ipynb #4240503a
+@register_term('gradient_outside', input_grad=True, see='Input gradients outside the grounding')
+def _gradient_outside(term, inputs, name):
+    "GALS's main loss: the input gradient of the `gradient_of` score, outside the target (`gradient_outside_loss`)."
+    t, v = inputs.targets(term, name)
+    # the gradient of the *global* batch mean, so DDP with N processes equals one process
+    g = input_gradients(gradient_score(term.gradient_of, inputs.logits, inputs.labels, inputs.cls) / inputs.world_size, inputs.x)
+    return gradient_outside_loss(g, t, v, term.criterion)
+
+def _gradcam_loss(model, x, labels, targets, term, mode, rows=None):
+    "`attention_map_loss` of the classifier's differentiable GradCAM of `labels` against `targets`, the mean over `term.layer`'s layers; `rows`: keep only those images' maps."
+    # the same `attribute` the widgets show, with create_graph=True; on the inner module under DDP
+    net = getattr(model, 'module', model)
+    layers = term.layer if isinstance(term.layer, list) else [term.layer]
+    def cam(layer):
+        a = attribute(net, x.detach(), labels, method='gradcam', layer=layer, create_graph=True)
+        return a if rows is None else a[rows]
+    return sum(attention_map_loss(cam(ly), targets, None, mode, term.criterion) for ly in layers) / len(layers)
+
+@register_term('gradcam', see='Attention maps against the target')
+def _gradcam(term, inputs, name):
+    "The classifier's GradCAM of the true class at `layer` against the target, in `mode` (`attention_map_loss`)."
+    t, v = inputs.targets(term, name)
+    if not v.any(): return None
+    return _gradcam_loss(inputs.model, inputs.x[v], inputs.labels[v], t[v], term, term.mode)
+
+@register_term('abn_supervision', needs_abn=True, see='Attention Branch Network')
+def _abn_supervision(term, inputs, name):
+    "ABN's attention map against the target, in `mode` (`attention_map_loss`)."
+    t, v = inputs.targets(term, name)
+    return attention_map_loss(inputs.output('attention'), t, v, term.mode, term.criterion)
+
+
+# %% ../nbs/06_losses.ipynb #e58b0878
 def counterfactual_loss(model, # the classifier (returns logits, or a dict / named tuple with 'logits')
                         x: torch.Tensor, # `B x C x H x W` input batch
                         logits: torch.Tensor, # `B x K` the model's logits on `x`
@@ -247,6 +393,16 @@ def counterfactual_loss(model, # the classifier (returns logits, or a dict / nam
     # the original's margin is the target (detached): the term cannot be met by a constant classifier
     return _crit(criterion)(margins(zm, labels[idx]), margins(logits[idx], labels[idx]).detach())
 
+@register_term('counterfactual', see='The counterfactual term')
+def _counterfactual(term, inputs, name):
+    "The change of the true-class margin when everything outside the target is the next valid image's (`counterfactual_loss`)."
+    t, v = inputs.targets(term, name)
+    i = v.nonzero()[:, 0]
+    if len(i) < 2: return None   # each image is given the surroundings of the next valid image of the batch
+    return counterfactual_loss(inputs.model, inputs.x, inputs.logits, inputs.labels, t[i], i, i.roll(1), term.criterion, term.fill)
+
+
+# %% ../nbs/06_losses.ipynb #f4fc43a6
 def feedback_keep(feedback: torch.Tensor, # `B x 1 x h x w` signed feedback maps: +attention ('right'), -attention ('wrong'), 0 (no answer)
                   size: tuple[int, int], # `(H, W)` of the kept regions (the input size)
                   threshold: float | None = 0.5, # the region attended is where |map| >= threshold; None: soft, |map| itself
@@ -260,101 +416,17 @@ def feedback_keep(feedback: torch.Tensor, # `B x 1 x h x w` signed feedback maps
     keep = torch.where((sign < 0)[:, None, None, None], 1 - region, region)
     return keep, (sign != 0) & (region.flatten(1).amax(1) > 0)
 
-def _gradcam_loss(model, x, labels, targets, term, mode, rows=None):
-    "`attention_map_loss` of the classifier's differentiable GradCAM of `labels` against `targets`, the mean over `term.layer`'s layers; `rows`: keep only those images' maps."
-    # the same `attribute` the widgets show, with create_graph=True; on the inner module under DDP
-    net = getattr(model, 'module', model)
-    layers = term.layer if isinstance(term.layer, list) else [term.layer]
-    def cam(layer):
-        a = attribute(net, x.detach(), labels, method='gradcam', layer=layer, create_graph=True)
-        return a if rows is None else a[rows]
-    return sum(attention_map_loss(cam(ly), targets, None, mode, term.criterion) for ly in layers) / len(layers)
+@register_term('feedback', sources=('feedback',), maps='the answers', defaults={'source': 'feedback'}, see='Yes/no feedback')
+def _feedback(term, inputs, name):
+    "Yes/no answers about an earlier classifier's attention (batch key 'feedback', see `feedback_keep`), enforced in `form`."
+    batch, x = inputs.batch, inputs.x
+    if 'feedback' not in batch: raise KeyError(f"feedback: the batch has no 'feedback' maps (keys: {sorted(batch)}); set data.feedback to an annotations file")
+    keep, v = feedback_keep(batch['feedback'], inputs.size, term.threshold)
+    i = v.nonzero()[:, 0]
+    if not len(i) or len(x) < 2: return None
+    if term.form == 'counterfactual':   # the swapped region's pixels come from the next image of the batch, answered or not
+        return counterfactual_loss(inputs.model, x, inputs.logits, inputs.labels, keep[i], i, (i + 1) % len(x), term.criterion, term.fill)
+    # CRAYON-ATTENTION: the classifier's GradCAM outside the kept region is suppressed,
+    # on the whole batch (batch norm sees the usual batch), then the answered images' maps
+    return _gradcam_loss(inputs.model, x, inputs.labels, keep[i], term, 'suppress_outside', rows=i)
 
-def _output(out, name):
-    "Field `name` of a model output: a logits tensor, a dict, or a named tuple such as ABN's (None when absent)."
-    if torch.is_tensor(out): return out if name == 'logits' else None
-    if isinstance(out, dict): return out.get(name)
-    return getattr(out, name, None)
-
-class AttentionLoss:
-    "Classification loss plus GALS's attention terms; call it as `loss_fn(model, batch, world_size)`."
-    def __init__(self,
-                 gradient_outside: Term | dict | None = None, # input gradients outside the target (GALS's main loss)
-                 gradcam: Term | dict | None = None, # the classifier's GradCAM for the true class against the target
-                 abn_supervision: Term | dict | None = None, # ABN's attention map against the target
-                 abn_classification: float | None = None, # weight of ABN's branch classification loss (ABN models)
-                 counterfactual: Term | dict | None = None, # the change of the true-class margin when the area outside the target is another image's
-                 feedback: Term | dict | None = None, # yes/no answers about an earlier classifier's attention (batch key 'feedback', see `feedback_keep`)
-                ):
-        self.gradient_outside = _term(gradient_outside, 'gradient_outside')
-        self.gradcam = _term(gradcam, 'gradcam')
-        self.abn_supervision = _term(abn_supervision, 'abn_supervision')
-        self.abn_classification = abn_classification
-        self.counterfactual = _term(counterfactual, 'counterfactual')
-        self.feedback = _term(feedback, 'feedback')
-
-    def _targets(self, term, batch, size, name):
-        key = {'grounding': 'map', 'mask': 'mask', 'bbox': 'boxes', 'zeros': None}[term.source]
-        if key is not None and key not in batch:
-            raise KeyError(f"{name} uses source={term.source!r} but the batch has no {key!r} (keys: {sorted(batch)})")
-        kw = {'grounding': {'maps': batch.get('map')}, 'mask': {'masks': batch.get('mask')}, 'bbox': {'boxes': batch.get('boxes')},
-              'zeros': {'batch_size': len(batch['image'])}}[term.source]
-        t, v = supervision_maps(term.source, size, combine=term.combine, invert=term.invert, device=batch['image'].device, **kw)
-        if not v.any(): warn_once(name, f"{name}: a batch had no image with a valid {term.source} target; no {name} loss for such batches")
-        if term.threshold is not None: t = (t >= term.threshold).to(t.dtype)
-        return t, v
-
-    def __call__(self, model, batch: dict, world_size: int = 1):
-        x = batch['image']
-        if self.gradient_outside is not None and not x.requires_grad: x = x.detach().requires_grad_()
-        out = model(x)
-        logits = logits_of(out)
-        w = batch.get('weight')
-        cls = classification_loss(logits, batch['label'], w)
-        parts, total = {'cls': cls.detach()}, cls
-        size = tuple(x.shape[-2:])
-        if self.gradient_outside is not None:
-            term = self.gradient_outside
-            t, v = self._targets(term, batch, size, 'gradient_outside')
-            # the gradient of the *global* batch mean, so DDP with N processes equals one process
-            g = input_gradients(gradient_score(term.gradient_of, logits, batch['label'], cls) / world_size, x)
-            l = gradient_outside_loss(g, t, v, term.criterion)
-            if l is not None: total = total + term.weight * l; parts['gradient_outside'] = l.detach()
-        if self.gradcam is not None:
-            term = self.gradcam
-            t, v = self._targets(term, batch, size, 'gradcam')
-            if v.any():
-                l = _gradcam_loss(model, x[v], batch['label'][v], t[v], term, term.mode)
-                total = total + term.weight * l; parts['gradcam'] = l.detach()
-        if self.counterfactual is not None:
-            term = self.counterfactual
-            t, v = self._targets(term, batch, size, 'counterfactual')
-            i = v.nonzero()[:, 0]
-            if len(i) > 1:   # each image is given the surroundings of the next valid image of the batch
-                l = counterfactual_loss(model, x, logits, batch['label'], t[i], i, i.roll(1), term.criterion, term.fill)
-                total = total + term.weight * l; parts['counterfactual'] = l.detach()
-        if self.feedback is not None:
-            term = self.feedback
-            if 'feedback' not in batch: raise KeyError(f"feedback: the batch has no 'feedback' maps (keys: {sorted(batch)}); set data.feedback to an annotations file")
-            keep, v = feedback_keep(batch['feedback'], size, term.threshold)
-            i = v.nonzero()[:, 0]
-            if len(i) and len(x) > 1:
-                if term.form == 'counterfactual':   # the swapped region's pixels come from the next image of the batch, answered or not
-                    l = counterfactual_loss(model, x, logits, batch['label'], keep[i], i, (i + 1) % len(x), term.criterion, term.fill)
-                else:                               # CRAYON-ATTENTION: the classifier's GradCAM outside the kept region is suppressed
-                    # on the whole batch (batch norm sees the usual batch), then the answered images' maps
-                    l = _gradcam_loss(model, x, batch['label'], keep[i], term, 'suppress_outside', rows=i)
-                total = total + term.weight * l; parts['feedback'] = l.detach()
-        if self.abn_supervision is not None or self.abn_classification is not None:
-            att, branch = _output(out, 'attention'), _output(out, 'branch_logits')
-            if att is None or branch is None:
-                raise TypeError("ABN terms need a model whose output has 'logits', 'attention' and 'branch_logits' (an ABN model)")
-            if self.abn_classification is not None:
-                l = classification_loss(branch, batch['label'], w)
-                total = total + self.abn_classification * l; parts['abn_classification'] = l.detach()
-            if self.abn_supervision is not None:
-                term = self.abn_supervision
-                t, v = self._targets(term, batch, size, 'abn_supervision')
-                l = attention_map_loss(att, t, v, term.mode, term.criterion)
-                if l is not None: total = total + term.weight * l; parts['abn_supervision'] = l.detach()
-        return total, parts

@@ -21,11 +21,14 @@ from .attribution import attribute
 _all_ = ['dist_info', 'init_distributed']   # in groundsup.core since ground_dataset shares them; still importable from here
 
 # %% auto #0
-__all__ = ['HOOK_POINTS', 'TrainConfig', 'EpochBatchSampler', 'SeededItems', 'save_checkpoint', 'load_checkpoint', 'vanilla_loss',
-           'predict', 'evaluate', 'Run', 'train', 'ToyImages', 'toy_net', 'strip_timing', 'tensorboard_hook',
-           'run_trials', 'track_attention', 'load_attention_track', 'dist_info', 'init_distributed']
+__all__ = ['RUNTIME_FIELDS', 'HOOK_POINTS', 'TrainConfig', 'EpochBatchSampler', 'SeededItems', 'save_checkpoint',
+           'load_checkpoint', 'vanilla_loss', 'predict', 'evaluate', 'Run', 'train', 'ToyImages', 'toy_net',
+           'strip_timing', 'tensorboard_hook', 'run_trials', 'track_attention', 'load_attention_track', 'dist_info',
+           'init_distributed']
 
 # %% ../nbs/08_train.ipynb #20d4cb67
+RUNTIME_FIELDS = ('num_workers', 'ckpt_every', 'device', 'compile')   # `TrainConfig` fields that say where or how fast a run goes, not what it computes
+
 @dataclass
 class TrainConfig:
     epochs: int = 10                 # passes over the training set
@@ -65,11 +68,14 @@ class TrainConfig:
         for k, lo in (('ckpt_every', 0), ('num_workers', 0), ('step_size', 1)):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"TrainConfig.{k}={v!r}: expected an int >= {lo}")
+        if self.device is not None:
+            try: torch.device(self.device)
+            except (RuntimeError, TypeError): raise ValueError(f"TrainConfig.device={self.device!r}: expected None (the best available) or a torch device name, e.g. 'cpu', 'cuda', 'cuda:1', 'mps'") from None
 
     def fingerprint(self) -> dict:
         "The fields that change the computation (not where or how fast it runs)."
         d = asdict(self)
-        for k in ('num_workers', 'ckpt_every', 'device', 'compile'): d.pop(k)
+        for k in RUNTIME_FIELDS: d.pop(k)
         return d
 
 # %% ../nbs/08_train.ipynb #82b0b4cb

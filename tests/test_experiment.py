@@ -52,3 +52,28 @@ def test_eval_crop_option(tmp_path):
     resized = WaterbirdsDataset(root, 'test', transform=gals_transform(32))[0]['image']
     assert torch.equal(whole, resized) and not torch.equal(crop, resized)
     assert load_config('world_gals').data.eval_crop is False and load_config('waterbirds_95_gals', ['data.root=/x', 'data.grounding=/y']).data.eval_crop is True
+
+def test_every_config_key_is_documented_and_read_from_the_library():
+    "The YAML schema's keys, types, defaults and meanings come from the dataclasses and the library code they are made from."
+    import dataclasses
+    from omegaconf import OmegaConf
+    from groundsup.experiment import config_schema, ExperimentCfg, TermCfg, LossCfg, TrainCfg
+    from groundsup.losses import Term, TERMS
+    from groundsup.train import TrainConfig
+    rows = config_schema()
+    assert [r['key'] for r in rows if not r['meaning']] == []
+    flat = lambda c, p='': [k for key, v in c.items() for k in (flat(v, f'{p}{key}.') if isinstance(v, dict) else [f'{p}{key}'])]
+    assert set(flat(OmegaConf.to_container(OmegaConf.structured(ExperimentCfg)))) <= {r['key'] for r in rows}
+    assert [f.name for f in dataclasses.fields(TermCfg)] == [f.name for f in dataclasses.fields(Term)]
+    assert {f.name for f in dataclasses.fields(TrainCfg)} == {f.name for f in dataclasses.fields(TrainConfig)} - {'seed', 'num_workers'}
+    assert set(TERMS) | {'abn_classification'} == {f.name for f in dataclasses.fields(LossCfg)}
+
+@pytest.mark.parametrize('layer, ok', [('layer3', True), ('visual.layer4', True), ('layer4.0', True), (None, True),
+                                       ('layer5', False), ('attnpool', False), ('conv1', False), ('', False)])
+def test_grounding_layer_is_a_stage_of_the_resnet_tower(layer, ok):
+    "grounding.layer is checked when the config is read (before: a wrong name failed after the world was made, in `ground`)."
+    cfg = {'data': {'root': '/w', 'grounding': '/g'}, 'grounding': {'layer': layer}, 'loss': {'gradient_outside': {}}}
+    if ok: assert load_config(cfg).grounding.layer == layer
+    else:
+        with pytest.raises(ValueError, match=r"grounding.layer=.*expected null \(the last stage\) or a stage of 'RN50'.*layer1, layer2, layer3, layer4"):
+            load_config(cfg)

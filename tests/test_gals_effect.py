@@ -1,7 +1,7 @@
 "The pieces behind the GALS effect on the world: the world backbone, non-vanishing attention terms, GALS's selection rule."
 import json
 import pytest, torch
-from groundsup.losses import AttentionLoss, Term, GRADIENT_OF
+from groundsup.losses import AttentionLoss, Term, TermInputs, GRADIENT_OF
 from groundsup.models import build_model, shipped_weights_path, SHIPPED_WEIGHTS
 from groundsup.experiment import load_config, run_experiment, summary_table
 from groundsup.train import train, TrainConfig, ToyImages, toy_net, run_trials
@@ -104,7 +104,8 @@ def test_counterfactual_term_swaps_the_outside_and_trains_the_model():
 def test_threshold_binarizes_targets_of_any_term():
     lf = AttentionLoss(counterfactual=dict(source='grounding', threshold=0.5))
     maps = torch.zeros(4, 1, 8, 8); maps[..., 2:6, 2:6] = 0.6; maps[..., 0, 0] = 1.0; maps[..., 7, 7] = 0.2
-    t, v = lf._targets(lf.counterfactual, {'image': torch.zeros(4, 3, 8, 8), 'map': maps}, (8, 8), 'counterfactual')
+    b = {'image': torch.zeros(4, 3, 8, 8), 'map': maps}
+    t, v = TermInputs(None, b, b['image'], None, None, None).targets(lf.counterfactual, 'counterfactual')
     assert set(t.unique().tolist()) == {0., 1.} and t[0, 0, 7, 7] == 0 and t[0, 0, 3, 3] == 1 and v.all()
     with pytest.raises(ValueError, match='threshold=0'): Term(threshold=0)
     with pytest.raises(ValueError, match='threshold=True'): Term(threshold=True)

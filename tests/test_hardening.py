@@ -273,6 +273,11 @@ def test_eval_refuses_another_input_size(tmp_path, capsys):
     ('train.lr=nan', 'train.lr=nan'), ('train.lr=inf', 'train.lr=inf'), ('train.head_lr=nan', 'train.head_lr=nan'),
     ('train.weight_decay=-1', 'train.weight_decay=-1'), ('train.ckpt_every=-1', 'train.ckpt_every=-1'),
     ('model.num_classes=1', 'model.num_classes=1'),
+    ('grounding.layer=layer9', "grounding.layer='layer9'"), ('grounding.method=relevance', "grounding.method='relevance'"),
+    ('grounding.model=RN5O', "grounding.model='RN5O'"), ('grounding.pretrained=missing.pt', "grounding.pretrained='missing.pt'"),
+    ('model.pretrained=imagenet', "model.pretrained='imagenet'"), ('train.device=gpu', "train.device='gpu'"),
+    ('data.world.bias=1.5', 'data.world.bias=1.5'), ('data.world.n_val=0', 'data.world.n_val=0'), ('seeds=[-1]', 'seeds=[-1]'),
+    ("out=''", "out=''"), ('loss.gradient_outside.source=feedback', "loss.gradient_outside: source='feedback'"),
 ])
 def test_bad_values_refused_before_any_work(tmp_path, capsys, override, key):
     assert main(['train', '--config', 'world_gals', '--device', 'cpu', '--quiet', f'data.grounding={tmp_path}/g'] + _world(tmp_path, override)) == 1

@@ -4,11 +4,11 @@
 
 # %% ../nbs/07a_pretrain.ipynb #fbbcc63f
 from __future__ import annotations
-import hashlib, json, math, time
+import hashlib, json, math, platform, time
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import save
 from tqdm.auto import tqdm
 from .core import seed_everything, atomic_write
 from .data import IMAGENET_MEAN, IMAGENET_STD
@@ -62,6 +62,13 @@ def _accuracies(net, x, kinds, places, batch_size=512):
     K = len(EXTRA_SHAPES)
     return {'kind': (o[:, :K].argmax(1) == kinds).float().mean().item(), 'place': (o[:, K:].argmax(1) == places).float().mean().item()}
 
+def _cpu() -> dict:
+    "The CPU a run's last bits depend on: torch's kernel instruction set (oneDNN and MKL pick theirs alike) and the processor."
+    model = platform.processor() or platform.machine()
+    try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): pass
+    return dict(capability=torch.backends.cpu.get_cpu_capability(), model=model)
+
 def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in memory)
                       epochs: int = 4, # passes over them
                       batch_size: int = 128, # images per step
@@ -71,10 +78,10 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
                       size: int = 64, # image side (the world configs' data.size)
                       seed: int = 0, # data, init and order all follow from it
                       n_eval: int = 1024, # held-out scenes (seed + 1) for the card's accuracies
-                      threads: int | None = 2, # torch CPU threads (bit-for-bit reproduction needs the same number); None: leave as is
+                      threads: int | None = 2, # torch CPU threads (the bits depend on it: the shipped file was made with 2); None: leave as is
                       progress: bool = True, # progress bars
                      ) -> tuple[torch.nn.Module, dict]: # the `SmallResNet` (head: 8 kinds + 2 places) and its card
-    "Train the world backbone on the pretraining set; returns the model and a card (data, recipe, accuracies)."
+    "Train the world backbone on the pretraining set; returns the model and a card (data, recipe, accuracies, CPU)."
     for v, k in ((n, 'n'), (epochs, 'epochs'), (batch_size, 'batch_size')): _check_int(v, k, lo=1)
     if batch_size > n: raise ValueError(f"batch_size={batch_size} is larger than the pretraining set (n={n})")
     if not lr > 0 or not math.isfinite(lr): raise ValueError(f"lr={lr!r}: expected a finite number > 0")
@@ -118,7 +125,7 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
                             augment='horizontal flip', loss='cross-entropy(kind) + cross-entropy(place)', threads=threads),
                 accuracy=dict(train_kind=train_acc['kind'], train_place=train_acc['place'], held_out_kind=held['kind'],
                               held_out_place=held['place'], held_out_n=n_eval, held_out_seed=seed + 1),
-                seconds=round(time.time() - t0, 1), torch=torch.__version__)
+                seconds=round(time.time() - t0, 1), torch=torch.__version__, cpu=_cpu())
     return net, card
 
 # %% ../nbs/07a_pretrain.ipynb #745952c8
@@ -126,16 +133,28 @@ def weights_sha256(path: str | Path) -> str:
     "SHA-256 of a weights file (what the card records and `groundsup pretrain` compares)."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+def _sorted_metadata(data: bytes) -> bytes:
+    "A safetensors file's bytes with the keys of its `__metadata__` in sorted order (same length, same tensors)."
+    n, key = int.from_bytes(data[:8], 'little'), '{"__metadata__":'
+    head = data[8:8 + n].decode('utf-8')
+    if not head.startswith(key): return data                          # no metadata: nothing to order
+    meta, end = json.JSONDecoder().raw_decode(head, len(key))
+    new = json.dumps(dict(sorted(meta.items())), separators=(',', ':'), ensure_ascii=False).encode()
+    if len(new) != len(head[len(key):end].encode()): raise ValueError(f"unexpected safetensors header: {head[:80]!r}")
+    return data[:8 + len(key)] + new + data[8 + len(head[:end].encode()):]
+
 def save_backbone(model: torch.nn.Module, # from `pretrain_backbone`
                   card: dict, # its card
                   path: str | Path, # `.safetensors` file to write; the card goes beside it as `.json`
                  ) -> Path:
-    "Write the backbone without its pretraining head (safetensors) and its JSON card (with the file's SHA-256), atomically."
+    "Write the backbone without its pretraining head (safetensors) and its JSON card (with the file's SHA-256), atomically; the same tensors always make the same bytes."
     path = Path(path)
     if path.suffix != '.safetensors': raise ValueError(f"path={str(path)!r}: expected a .safetensors file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith('fc.')}
-    atomic_write(path, lambda f: save_file(sd, f, metadata={'arch': card['arch'], 'name': card['name']}))
+    # safetensors writes its metadata in the order of a Rust HashMap, new at every call: sorted, the bytes follow the tensors
+    data = _sorted_metadata(save(sd, metadata={'arch': card['arch'], 'name': card['name']}))
+    atomic_write(path, lambda f: Path(f).write_bytes(data))
     card = {**card, 'sha256': weights_sha256(path), 'bytes': path.stat().st_size}
     atomic_write(path.with_suffix('.json'), lambda f: Path(f).write_text(json.dumps(card, indent=1)))
     return path

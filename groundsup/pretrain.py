@@ -195,7 +195,7 @@ def compare_with_shipped(card: dict, # card of the remade backbone (as `save_bac
                          tol: dict | None = None, # allowed |remade - shipped| held-out accuracies (default: `REPRO_TOLERANCE`)
                         ) -> dict: # bit_for_bit, same_bytes, accuracy, weights, problems, passed, and the verdict as one line
     "Does a remade backbone reproduce the shipped one: bit for bit, or else (another CPU, another thread count) within the tolerance?"
-    shipped = shipped_card() if shipped is None else shipped
+    ours, shipped = shipped is None, shipped_card() if shipped is None else shipped
     shipped_path = shipped_weights_path('world') if shipped_path is None else shipped_path
     tol = {**REPRO_TOLERANCE, **(tol or {})}
     w = weight_differences(path, shipped_path)
@@ -213,7 +213,7 @@ def compare_with_shipped(card: dict, # card of the remade backbone (as `save_bac
                 for k, a in acc.items() if a['diff'] > tol[k]]
     passed = not problems
     def where(c, cpu): return f"{(c.get('cpu') or {}).get('capability', cpu)}, {c['recipe'].get('threads')} thread(s), torch {c.get('torch')}"
-    how = f"this run: {where(card, 'CPU not recorded')}; shipped: {where(shipped, 'AVX2 (measured; not in its card)')}"
+    how = f"this run: {where(card, 'CPU not recorded')}; shipped: {where(shipped, 'AVX2 (measured; not in its card)' if ours else 'CPU not recorded')}"
     wtxt = (f"{weights['identical']}/{weights['total']} tensors identical, relative difference median {weights['median']:.2g}, "
             f"max {weights['max']:.2g}" + (f" ({weights['worst']})" if weights['worst'] else ''))
     if passed and bit:

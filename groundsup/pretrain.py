@@ -4,11 +4,11 @@
 
 # %% ../nbs/07a_pretrain.ipynb #fbbcc63f
 from __future__ import annotations
-import hashlib, json, math, time
+import hashlib, json, math, platform, time
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import save, load_file
 from tqdm.auto import tqdm
 from .core import seed_everything, atomic_write
 from .data import IMAGENET_MEAN, IMAGENET_STD
@@ -16,8 +16,8 @@ from .world import sample_scenes, render_scenes, SHAPES, EXTRA_SHAPES, PLACES, _
 from .models import SmallResNet, SHIPPED_WEIGHTS, shipped_weights_path
 
 # %% auto #0
-__all__ = ['PRETRAIN_STREAM', 'pretraining_scenes', 'render_pretraining_set', 'pretrain_backbone', 'weights_sha256',
-           'save_backbone', 'shipped_card']
+__all__ = ['PRETRAIN_STREAM', 'REPRO_TOLERANCE', 'pretraining_scenes', 'render_pretraining_set', 'pretrain_backbone',
+           'weights_sha256', 'save_backbone', 'shipped_card', 'weight_differences', 'compare_with_shipped']
 
 # %% ../nbs/07a_pretrain.ipynb #4af53890
 PRETRAIN_STREAM = 77   # the pretraining set's seed stream; benchmark worlds use streams 0-2 (splits) and 1000-1002
@@ -62,6 +62,13 @@ def _accuracies(net, x, kinds, places, batch_size=512):
     K = len(EXTRA_SHAPES)
     return {'kind': (o[:, :K].argmax(1) == kinds).float().mean().item(), 'place': (o[:, K:].argmax(1) == places).float().mean().item()}
 
+def _cpu() -> dict:
+    "The CPU a run's last bits depend on: torch's kernel instruction set (oneDNN and MKL pick theirs alike) and the processor."
+    model = platform.processor() or platform.machine()
+    try: model = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    except (OSError, StopIteration): pass
+    return dict(capability=torch.backends.cpu.get_cpu_capability(), model=model)
+
 def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in memory)
                       epochs: int = 4, # passes over them
                       batch_size: int = 128, # images per step
@@ -71,10 +78,10 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
                       size: int = 64, # image side (the world configs' data.size)
                       seed: int = 0, # data, init and order all follow from it
                       n_eval: int = 1024, # held-out scenes (seed + 1) for the card's accuracies
-                      threads: int | None = 2, # torch CPU threads (bit-for-bit reproduction needs the same number); None: leave as is
+                      threads: int | None = 2, # torch CPU threads (the bits depend on it: the shipped file was made with 2); None: leave as is
                       progress: bool = True, # progress bars
                      ) -> tuple[torch.nn.Module, dict]: # the `SmallResNet` (head: 8 kinds + 2 places) and its card
-    "Train the world backbone on the pretraining set; returns the model and a card (data, recipe, accuracies)."
+    "Train the world backbone on the pretraining set; returns the model and a card (data, recipe, accuracies, CPU)."
     for v, k in ((n, 'n'), (epochs, 'epochs'), (batch_size, 'batch_size')): _check_int(v, k, lo=1)
     if batch_size > n: raise ValueError(f"batch_size={batch_size} is larger than the pretraining set (n={n})")
     if not lr > 0 or not math.isfinite(lr): raise ValueError(f"lr={lr!r}: expected a finite number > 0")
@@ -118,7 +125,7 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
                             augment='horizontal flip', loss='cross-entropy(kind) + cross-entropy(place)', threads=threads),
                 accuracy=dict(train_kind=train_acc['kind'], train_place=train_acc['place'], held_out_kind=held['kind'],
                               held_out_place=held['place'], held_out_n=n_eval, held_out_seed=seed + 1),
-                seconds=round(time.time() - t0, 1), torch=torch.__version__)
+                seconds=round(time.time() - t0, 1), torch=torch.__version__, cpu=_cpu())
     return net, card
 
 # %% ../nbs/07a_pretrain.ipynb #745952c8
@@ -126,16 +133,28 @@ def weights_sha256(path: str | Path) -> str:
     "SHA-256 of a weights file (what the card records and `groundsup pretrain` compares)."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+def _sorted_metadata(data: bytes) -> bytes:
+    "A safetensors file's bytes with the keys of its `__metadata__` in sorted order (same length, same tensors)."
+    n, key = int.from_bytes(data[:8], 'little'), '{"__metadata__":'
+    head = data[8:8 + n].decode('utf-8')
+    if not head.startswith(key): return data                          # no metadata: nothing to order
+    meta, end = json.JSONDecoder().raw_decode(head, len(key))
+    new = json.dumps(dict(sorted(meta.items())), separators=(',', ':'), ensure_ascii=False).encode()
+    if len(new) != len(head[len(key):end].encode()): raise ValueError(f"unexpected safetensors header: {head[:80]!r}")
+    return data[:8 + len(key)] + new + data[8 + len(head[:end].encode()):]
+
 def save_backbone(model: torch.nn.Module, # from `pretrain_backbone`
                   card: dict, # its card
                   path: str | Path, # `.safetensors` file to write; the card goes beside it as `.json`
                  ) -> Path:
-    "Write the backbone without its pretraining head (safetensors) and its JSON card (with the file's SHA-256), atomically."
+    "Write the backbone without its pretraining head (safetensors) and its JSON card (with the file's SHA-256), atomically; the same tensors always make the same bytes."
     path = Path(path)
     if path.suffix != '.safetensors': raise ValueError(f"path={str(path)!r}: expected a .safetensors file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith('fc.')}
-    atomic_write(path, lambda f: save_file(sd, f, metadata={'arch': card['arch'], 'name': card['name']}))
+    # safetensors writes its metadata in the order of a Rust HashMap, new at every call: sorted, the bytes follow the tensors
+    data = _sorted_metadata(save(sd, metadata={'arch': card['arch'], 'name': card['name']}))
+    atomic_write(path, lambda f: Path(f).write_bytes(data))
     card = {**card, 'sha256': weights_sha256(path), 'bytes': path.stat().st_size}
     atomic_write(path.with_suffix('.json'), lambda f: Path(f).write_text(json.dumps(card, indent=1)))
     return path
@@ -144,3 +163,67 @@ def shipped_card(name: str = 'world', # a key of `groundsup.models.SHIPPED_WEIGH
                 ) -> dict:
     "The JSON card of weights that ship with groundsup."
     return json.loads(shipped_weights_path(name).with_suffix('.json').read_text())
+
+# %% ../nbs/07a_pretrain.ipynb #a7e3c5d1
+REPRO_TOLERANCE = dict(held_out_kind=0.05, held_out_place=0.01)   # |remade - shipped| held-out accuracy when the bits differ (measured above)
+
+def weight_differences(path: str | Path, # a backbone file (safetensors)
+                       ref: str | Path, # the backbone to compare it with
+                      ) -> dict: # tensor name -> |a - b| / |b| (Frobenius norms); exactly 0.0 for the same bits
+    "How far each tensor of a backbone is from the reference's; other tensor names or shapes are an error."
+    a, b = load_file(str(path)), load_file(str(ref))
+    if a.keys() != b.keys(): raise ValueError(f"{path} and {ref} hold different tensors: {', '.join(sorted(a.keys() ^ b.keys())[:5])}")
+    out = {}
+    for k in sorted(b):
+        if a[k].shape != b[k].shape: raise ValueError(f"{k}: shape {tuple(a[k].shape)} in {path}, {tuple(b[k].shape)} in {ref}")
+        out[k] = 0.0 if torch.equal(a[k], b[k]) else ((a[k].double() - b[k].double()).norm() / b[k].double().norm().clamp_min(1e-12)).item()
+    return out
+
+def _recipe_differences(card, ref):
+    "What differs between two cards' model, data, recipe and held-out set, the thread count aside (it changes only the bits)."
+    out = [f"{k}: {ref.get(k)!r} -> {card.get(k)!r}" for k in ('arch', 'width', 'input_size', 'normalisation') if card.get(k) != ref.get(k)]
+    for sec in ('data', 'recipe'):
+        a, b = card.get(sec) or {}, ref.get(sec) or {}
+        out += [f"{sec}.{k}: {b.get(k)!r} -> {a.get(k)!r}" for k in sorted(a.keys() | b.keys()) if k != 'threads' and a.get(k) != b.get(k)]
+    a, b = card.get('accuracy') or {}, ref.get('accuracy') or {}
+    return out + [f"accuracy.{k}: {b.get(k)!r} -> {a.get(k)!r}" for k in ('held_out_n', 'held_out_seed') if a.get(k) != b.get(k)]
+
+def compare_with_shipped(card: dict, # card of the remade backbone (as `save_backbone` writes it beside the file)
+                         path: str | Path, # its weights file
+                         shipped: dict | None = None, # the reference's card (default: the shipped world backbone's, `shipped_card()`)
+                         shipped_path: str | Path | None = None, # the reference's weights (default: the shipped file)
+                         tol: dict | None = None, # allowed |remade - shipped| held-out accuracies (default: `REPRO_TOLERANCE`)
+                        ) -> dict: # bit_for_bit, same_bytes, accuracy, weights, problems, passed, and the verdict as one line
+    "Does a remade backbone reproduce the shipped one: bit for bit, or else (another CPU, another thread count) within the tolerance?"
+    ours, shipped = shipped is None, shipped_card() if shipped is None else shipped
+    shipped_path = shipped_weights_path('world') if shipped_path is None else shipped_path
+    tol = {**REPRO_TOLERANCE, **(tol or {})}
+    w = weight_differences(path, shipped_path)
+    floats = sorted(d for k, d in w.items() if not k.endswith('num_batches_tracked'))
+    weights = dict(identical=sum(d == 0 for d in w.values()), total=len(w), median=floats[len(floats) // 2] if floats else 0.0,
+                   max=max(floats, default=0.0), worst=max(w, key=w.get) if any(w.values()) else None)
+    bit = weights['identical'] == weights['total']
+    sha = weights_sha256(path)
+    acc = {k: dict(remade=card['accuracy'][k], shipped=shipped['accuracy'][k], diff=abs(card['accuracy'][k] - shipped['accuracy'][k]))
+           for k in ('held_out_kind', 'held_out_place')}
+    recipe = _recipe_differences(card, shipped)
+    problems = ([f"not the shipped recipe ({'; '.join(recipe)})"] if recipe else []) + \
+               ([] if all(w[k] == 0 for k in w if k.endswith('num_batches_tracked')) else ['another number of training steps (num_batches_tracked differs)']) + \
+               [f"held-out {k[9:]} accuracy {a['remade']:.4f} vs shipped {a['shipped']:.4f} (|diff| {a['diff']:.4f} > {tol[k]})"
+                for k, a in acc.items() if a['diff'] > tol[k]]
+    passed = not problems
+    def where(c, cpu): return f"{(c.get('cpu') or {}).get('capability', cpu)}, {c['recipe'].get('threads')} thread(s), torch {c.get('torch')}"
+    how = f"this run: {where(card, 'CPU not recorded')}; shipped: {where(shipped, 'AVX2 (measured; not in its card)' if ours else 'CPU not recorded')}"
+    wtxt = (f"{weights['identical']}/{weights['total']} tensors identical, relative difference median {weights['median']:.2g}, "
+            f"max {weights['max']:.2g}" + (f" ({weights['worst']})" if weights['worst'] else ''))
+    if passed and bit:
+        line = (f"PASS bit for bit: all {weights['total']} tensors equal the shipped backbone's; " +
+                (f"sha256 {sha[:16]}... is the shipped file's" if sha == shipped['sha256'] else f"the file's bytes differ (sha256 {sha[:16]}...)"))
+    elif passed:
+        line = (f"PASS within tolerance: held-out kind {acc['held_out_kind']['remade']:.4f} vs shipped {acc['held_out_kind']['shipped']:.4f} "
+                f"(|diff| {acc['held_out_kind']['diff']:.4f} <= {tol['held_out_kind']}), place {acc['held_out_place']['remade']:.4f} vs "
+                f"{acc['held_out_place']['shipped']:.4f} (<= {tol['held_out_place']}); not bit for bit: {wtxt}, as other CPU kernels or "
+                f"another thread count make them ({how})")
+    else: line = f"FAIL: {'; '.join(problems)}; weights: {wtxt} ({how})"
+    return dict(bit_for_bit=bit, same_bytes=sha == shipped['sha256'], sha256=sha, accuracy=acc, weights=weights, tolerance=tol,
+                problems=problems, passed=passed, line=line)

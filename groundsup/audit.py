@@ -17,7 +17,7 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .core import resize_maps, atomic_write, read_json, eval_mode
 from .data import ImageFiles
-from .clip import CLIPBundle, load_clip, text_features
+from .clip import CLIPBundle, load_clip, zero_shot
 from .cache import weights_fingerprint, file_records, content_digest, prepare_cache_dir, tensor_sha, config_hash, json_ready
 from .grounding import ground, ground_dataset
 from .attribution import attribute, METHODS as ATTRIBUTION_METHODS
@@ -202,16 +202,10 @@ def audit_heatmap(rows: dict, # {row name: {concept: mean share, ...}} (`AuditRe
 
 # %% ../nbs/09a_audit.ipynb #412314d1
 def _presence(clip, x, concepts, obj) -> torch.Tensor:
-    "B x P: CLIP's softmax over the context concepts for each image (the object's entry 1)."
-    P = len(concepts)
-    p = torch.ones(x.shape[0], P)
-    ctx = [j for j in range(P) if j != obj]
-    if not ctx: return p
-    with torch.no_grad():
-        t = text_features(clip, [[concepts[j] for j in ctx]])[0]                  # C x D unit text embeddings
-        f = clip.model.encode_image(x.to(clip.device, next(clip.model.visual.parameters()).dtype)).float()
-        logits = clip.model.logit_scale.exp().float() * F.normalize(f, dim=-1) @ t.T.float()
-    p[:, ctx] = logits.softmax(-1).cpu()
+    "B x P: CLIP's softmax over the context concepts for each image (`clip.zero_shot`; the object's entry 1)."
+    p = torch.ones(x.shape[0], len(concepts))
+    ctx = [j for j in range(len(concepts)) if j != obj]
+    if ctx: p[:, ctx] = zero_shot(clip, x, [concepts[j] for j in ctx])
     return p
 
 def _load_shares(f: Path, cfg: dict):

@@ -14,7 +14,8 @@ import open_clip
 from .core import default_device, eval_mode
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'CLIPBundle', 'WeightsUnavailableError', 'load_clip', 'clip_autocast', 'eval_with_grad', 'text_features']
+__all__ = ['PRECISIONS', 'CLIPBundle', 'WeightsUnavailableError', 'load_clip', 'clip_autocast', 'eval_with_grad', 'text_features',
+           'zero_shot']
 
 # %% ../nbs/02_clip.ipynb #864aaacc
 @dataclass(eq=False)
@@ -233,3 +234,16 @@ def text_features(clip: CLIPBundle, # from `load_clip`
     t = F.normalize(t.float(), dim=-1)
     pos = {s: i for i, s in enumerate(uniq)}
     return t[torch.tensor([[pos[s] for s in p] for p in prompts], device=t.device)]
+
+# %% ../nbs/02_clip.ipynb #950cbade
+def zero_shot(clip: CLIPBundle, # from `load_clip`
+              images: torch.Tensor, # preprocessed `B x 3 x H x W` batch at the model's input size
+              prompts: Sequence[str], # one prompt per choice, e.g. ['a photo of land', 'a photo of water']
+             ) -> torch.Tensor: # float32 `B x P` on the CPU: CLIP's softmax over the prompts for each image
+    "CLIP's zero-shot choice among `prompts`: the softmax of the scaled cosine similarities of each image with each prompt."
+    if isinstance(prompts, str) or not prompts: raise ValueError(f"prompts={prompts!r}: expected a list of prompts, one per choice")
+    t = text_features(clip, [list(prompts)])[0]                               # P x D unit text embeddings
+    with eval_mode(clip.model), torch.no_grad(), clip_autocast(clip, clip.device):
+        f = clip.model.encode_image(images.to(clip.device, next(clip.model.visual.parameters()).dtype))
+    logits = clip.model.logit_scale.exp().float() * F.normalize(f.float(), dim=-1) @ t.T.float()
+    return logits.softmax(-1).cpu()

@@ -12,9 +12,12 @@ from .clip import CLIPBundle, load_clip, text_features, eval_with_grad
 from .grounding import ground
 from .losses import AttentionLoss
 from .train import vanilla_loss
+from .models import build_model
+from .world import load_world_clip, WORLD_CLIPS
+from .reliance import swap_test
 
 # %% auto #0
-__all__ = ['bench_grounding', 'bench_train']
+__all__ = ['bench_grounding', 'bench_reliance', 'bench_train']
 
 # %% ../nbs/08b_bench.ipynb #49f5747f
 def _gals_loop(clip, images, prompts, layer='layer4') -> torch.Tensor:
@@ -73,6 +76,38 @@ def bench_grounding(clip: CLIPBundle | None = None, # model to time (default: ra
     return dict(model=clip.name, device=str(dev), image_size=[H, W], prompts=len(prompts), batch_size=batch_size,
                 batched_images_per_s=round(batched_ips, 3), loop_images_per_s=round(loop_ips, 3),
                 speedup=round(batched_ips / loop_ips, 2), max_abs_diff=agree, torch_threads=torch.get_num_threads())
+
+# %% ../nbs/08b_bench.ipynb #222e60e4
+def bench_reliance(clip: str = 'groundsup-tiny-rn', # the grounding CLIP: a tiny CLIP of the world (its shipped weights) or an open_clip name (random init)
+                   arch: str = 'resnet_small', # the classifier: a `models.build_model` name (random init)
+                   size: int = 64, # the classifier's input side
+                   n: int = 400, # images
+                   partners: int = 4, # context swaps per image
+                   batch_size: int = 100, # images per batch
+                   device=None, # device (default: best available)
+                  ) -> dict: # seconds of the grounding and of the swap test, and images/s of each
+    "Time the grounded swap test: ground `n` random images with `clip`, then swap each image's object onto `partners` backgrounds of the other context."
+    device = default_device(device)
+    seed_everything(0)
+    cl = load_world_clip(name=clip, device=device) if clip in WORLD_CLIPS else load_clip(clip, device=device)
+    model = build_model(arch, num_classes=2).to(device)
+    H, W = cl.image_size
+    g = torch.Generator().manual_seed(0)
+    xc = torch.randn(n, 3, H, W, generator=g)
+    x = torch.randn(n, 3, size, size, generator=g)
+    labels, contexts = torch.arange(n) % 2, (torch.arange(n) // 2) % 2
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
+    sync(); t0 = time.perf_counter()
+    maps = torch.cat([ground(cl, xc[i:i + batch_size].to(device), ['a photo of an object']).cpu() for i in range(0, n, batch_size)])
+    sync(); t_ground = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r = swap_test(model, x, labels, maps=maps, contexts=contexts, swaps=['context'], partners=partners, batch_size=batch_size,
+                  threshold=None, progress=False)
+    sync(); t_swap = time.perf_counter() - t0
+    return dict(clip=clip, arch=arch, size=size, images=n, partners=partners, device=str(device), torch_threads=torch.get_num_threads(),
+                grounding_s=round(t_ground, 3), swap_test_s=round(t_swap, 3), swap_test_images_per_s=round(n / t_swap, 2),
+                grounding_images_per_s=round(n / t_ground, 2), recompositions_per_s=round(n * partners / t_swap, 2),
+                flip_rate=r.flip_rate('context'))
 
 # %% ../nbs/08b_bench.ipynb #f8964a68
 def bench_train(arch: str = 'resnet50', # torchvision model name (random init)

@@ -12,13 +12,14 @@ from .core import default_device, atomic_write, write_json
 from .data import WaterbirdsDataset
 from .attribution import attribute
 from .metrics import pointing_game, energy_inside, attention_inside
-from .world import FAMILIES, PLACES, OBJECT_PROMPT
+from .world import FAMILIES, PLACES, OBJECT_PROMPT, PLACE_PROMPTS, load_world_clip
+from .reliance import swap_test, zero_shot_contexts
 from .experiment import load_config, run_grounding, run_experiment, build_datasets, load_model
 from .plots import attention_grid
 
 # %% auto #0
 __all__ = ['CLASSIFIERS', 'group_name', 'demo_configs', 'load_test_split', 'measure_grounding', 'train_classifiers',
-           'classifier_attention', 'measure_attention', 'demo_figure', 'demo_report', 'demo']
+           'classifier_attention', 'measure_attention', 'measure_reliance', 'demo_figure', 'demo_report', 'demo']
 
 # %% ../nbs/09b_demo.ipynb #dbabf20c
 CLASSIFIERS = ('vanilla', 'gals', 'gals_cf', 'gals_masks')   # the demo's classifiers (shipped configs `world_<name>`); the last is the upper bound
@@ -100,6 +101,20 @@ def measure_attention(models: dict, # classifier name -> model (`train_classifie
     attn = {k: classifier_attention(m, ds, device) for k, m in models.items()}
     return attn, {k: attention_inside(a, masks, reduction='none')[:, 0] for k, a in attn.items()}
 
+# %% ../nbs/09b_demo.ipynb #98a109b8
+def measure_reliance(models: dict, # classifier name -> model (`train_classifiers`)
+                     ds, # the classifiers' test dataset (`load_test_split`)
+                     maps: torch.Tensor, # `B x 1 x h x w` grounding of the shapes (the counterfactual form's, layer3)
+                     raw, # the test images at full size (`load_test_split`): the tiny CLIP names each one's place zero-shot
+                     device=None, # where to compute; default: the best available
+                     partners: int = 4, # context swaps per image
+                    ) -> dict: # name -> `reliance.SwapResult` (context swap)
+    "What each classifier relies on: the grounded swap test (`reliance.swap_test`), each test shape on the backgrounds of images of the other place."
+    device = default_device(device)
+    contexts = zero_shot_contexts(load_world_clip(device=device), raw.paths, PLACE_PROMPTS)
+    return {k: swap_test(m.to(device), ds, ds.labels, maps=maps, groups=ds.groups, contexts=contexts, swaps=['context'],
+                         partners=partners, group_names=[group_name(y, p) for y, p in _GROUPS], progress=False) for k, m in models.items()}
+
 # %% ../nbs/09b_demo.ipynb #b3c8033d
 def demo_figure(raw, # the test images at full size with their masks (`load_test_split`)
                 masks: torch.Tensor, # `B x 1 x H x W` their masks
@@ -126,6 +141,7 @@ def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.j
                 results: dict, # classifier name -> summary of its runs (`train_classifiers`)
                 grounding: dict, # `measure_grounding`
                 inside: dict, # classifier name -> `B` shares of its attention inside the masks (`measure_attention`)
+                reliance: dict, # classifier name -> its context swap test (`measure_reliance`)
                 figure: str | Path, # the figure (`demo_figure`), beside the report
                 seconds: dict, # wall times: 'wall' (the whole demo), 'ground' (world + grounding), 'train' ({classifier: seconds})
                 device=None, # the device the demo ran on
@@ -137,11 +153,20 @@ def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.j
     counts = {group_name(y, p): int(((tr.labels == y) & (tr.extras['place'] == p)).sum()) for y, p in _GROUPS}
     acc = {k: r['trials'][0] for k, r in results.items()}
     def pct(x): return f"{100 * x:.1f}"
-    rows = ['| classifier | worst group | mean group | average | ' + ' | '.join(f'{n}' for n in counts) + ' | attention inside the object |',
-            '|---|---|---|---|' + '---|' * len(counts) + '---|']
+    rows = ['| classifier | worst group | mean group | average | ' + ' | '.join(f'{n}' for n in counts) + ' | decisions flipped by a place swap | attention inside the object |',
+            '|---|---|---|---|' + '---|' * len(counts) + '---|---|']
+    flips = {k: reliance[k].flip_rate('context') for k in acc}
     for k, t in acc.items():
         rows.append(f"| {k} | {pct(t['test_worst_group'])} | {pct(t['test_mean_group'])} | {pct(t['test_average'])} | "
-                    + ' | '.join(pct(t[f'test_group_{gi}']) for gi in range(4)) + f" | {inside[k].nanmean():.2f} |")
+                    + ' | '.join(pct(t[f'test_group_{gi}']) for gi in range(4)) + f" | {pct(flips[k])} | {inside[k].nanmean():.2f} |")
+    best, least = max(acc, key=lambda k: acc[k]['test_worst_group']), min(flips, key=flips.get)
+    most_inside = max(inside, key=lambda k: float(inside[k].nanmean()))
+    verdict = (f"**Verdict, from group accuracy and reliance:** the best worst group is `{best}`'s ({pct(acc[best]['test_worst_group'])}%), "
+               f"the least reliance on the place is `{least}`'s ({pct(flips[least])}% of decisions flipped by a place swap)"
+               + (", the same classifier." if best == least else ".")
+               + f" The attention share would point at `{most_inside}` (the most attention inside the object, {float(inside[most_inside].nanmean()):.2f}), "
+               f"whose worst group is {pct(acc[most_inside]['test_worst_group'])}% and which flips {pct(flips[most_inside])}% of its decisions with the place: "
+               + ("read reliance, not attention." if most_inside != best else "here attention agrees, but it need not: read reliance."))
     lines = ['# groundsup demo', '',
              f'The 95% world in `{root}`: {w.n_train} train / {w.n_val} val / {w.n_test} test images (seed {w.seed}). Train images per group '
              '(label and place agree in 95% of them): ' + ', '.join(f'{n}: {c}' for n, c in counts.items()) + '.', '',
@@ -153,6 +178,9 @@ def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.j
              '## Stage 2: vanilla vs GALS (test accuracy %, balanced groups)', ''] + rows + ['',
              '`gals`: GALS\'s input-gradient term at its published weight; `gals_cf`: the counterfactual form (the outside of the '
              'grounding swapped with another image\'s, the decision must not move); `gals_masks`: GALS on the true masks.', '',
+             '"decisions flipped by a place swap": the grounded swap test (`groundsup.reliance`): each test shape, cut out by the layer3 '
+             'grounding (no masks), on the backgrounds of 4 test images of the other place (named by the tiny CLIP zero-shot); the share of '
+             'decisions that change. It measures what the classifier relies on; the attention share only where it looks.', '', verdict, '',
              '"attention inside the object": share of the input-gradient attention (true class) inside the foreground mask, '
              'mean over the test images.', '',
              f'![attention]({Path(figure).name})', '',
@@ -165,6 +193,7 @@ def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.j
     atomic_write(report, lambda f: Path(f).write_text('\n'.join(lines) + '\n'))
     write_json(out / 'metrics.json', dict(grounding=grounding, train_groups=counts, test={k: dict(t) for k, t in acc.items()},
                                           attention_inside={k: float(v.nanmean()) for k, v in inside.items()},
+                                          place_swap_flips=flips,
                                           wall_s=seconds['wall'], train_s=seconds['train']), default=float)
     print('\n'.join(rows)); print(f'Report: {report}')
     return report
@@ -196,5 +225,7 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
     # 3. where the classifiers look: input-gradient attention on the test images vs the foreground masks
     attn, inside = measure_attention(models, test, masks, dev)
     fig = demo_figure(raw, masks, maps['gals'], attn, inside, out / 'attention.png', n_show)
-    # 4. the report
-    return demo_report(out, cfgs, results, grounding, inside, fig, dict(wall=time.time() - t0, ground=t_ground, train=t_train), dev)
+    # 4. what they rely on: the grounded swap test (the shapes cut out by the layer3 grounding, on backgrounds of the other place)
+    reliance = measure_reliance(models, test, maps['gals_cf'], raw, dev)
+    # 5. the report
+    return demo_report(out, cfgs, results, grounding, inside, reliance, fig, dict(wall=time.time() - t0, ground=t_ground, train=t_train), dev)

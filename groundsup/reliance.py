@@ -19,7 +19,7 @@ from .metrics import group_accuracies
 
 # %% auto #0
 __all__ = ['SWAPS', 'MIXED', 'object_regions', 'fill_colour', 'remove_object', 'recompose', 'swap_partners', 'SwapResult',
-           'swap_test', 'grounded_swap_test']
+           'swap_test', 'zero_shot_contexts', 'grounded_swap_test']
 
 # %% ../nbs/06b_reliance.ipynb #994ffd12
 SWAPS = {
@@ -306,6 +306,18 @@ def swap_test(model: nn.Module, # the classifier (logits, or an output `logits_o
                       sp, sm, valid, gnames, cnames, cfg, time.time() - t0)
 
 # %% ../nbs/06b_reliance.ipynb #badbae82
+def zero_shot_contexts(clip: CLIPBundle, # the CLIP that names the contexts
+                       paths: Sequence, # the image files
+                       prompts: Sequence[str], # one prompt per context, e.g. ['a photo of land', 'a photo of water']
+                       batch_size: int = 50, # images per batch
+                       progress: bool = False, # progress bar
+                      ) -> torch.Tensor: # long `N`: the index of the prompt CLIP picks for each image (`clip.zero_shot`)
+    "Each image's context as CLIP names it zero-shot: the partners of a context swap are images whose context differs."
+    if isinstance(prompts, str) or len(prompts) < 2:
+        raise ValueError(f"context prompts={prompts!r}: expected at least two context prompts, e.g. ['a photo of land', 'a photo of water']")
+    loader = torch.utils.data.DataLoader(ImageFiles([str(p) for p in paths], clip.preprocess), batch_size=batch_size, shuffle=False)
+    return torch.cat([zero_shot(clip, x, list(prompts)) for x in tqdm(loader, desc='contexts', unit='batch', disable=not progress)]).argmax(1)
+
 def grounded_swap_test(model: nn.Module, # the classifier
                        dataset, # an `ImageDataset` (items with 'image', 'label'; `paths`, `labels`, `groups`, `img_ids`) of the classifier's inputs
                        clip: CLIPBundle, # the CLIP that grounds the object and names the context, e.g. `world.load_world_clip()` or `load_clip('RN50', 'openai')`
@@ -336,9 +348,6 @@ def grounded_swap_test(model: nn.Module, # the classifier
         loader = torch.utils.data.DataLoader(cimg, batch_size=batch_size, shuffle=False)
         maps = torch.cat([ground(clip, x.to(clip.device), list(prompts), method=method, layer=layer).cpu()
                           for x in tqdm(loader, desc='grounding', unit='batch', disable=not progress)])
-    contexts = None
-    if context_prompts is not None:
-        loader = torch.utils.data.DataLoader(cimg, batch_size=batch_size, shuffle=False)
-        contexts = torch.cat([zero_shot(clip, x, list(context_prompts)) for x in loader]).argmax(1)
+    contexts = zero_shot_contexts(clip, paths, context_prompts, batch_size) if context_prompts is not None else None
     return swap_test(model, dataset, dataset.labels, maps=maps.float(), groups=dataset.groups, contexts=contexts,
                      batch_size=batch_size, progress=progress, **kwargs)

@@ -67,6 +67,8 @@ def test_tiny_demo_writes_report_and_reuses_caches(tmp_path, capsys):
     m = json.loads((tmp_path / 'd' / 'metrics.json').read_text())
     assert 0 <= m['grounding']['pointing_game'] <= 1 and 0 < m['grounding']['mask_area'] < 1
     assert set(m['test']) == {'vanilla', 'gals', 'gals_cf'} and all(0 <= v <= 1 for v in m['attention_inside'].values())
+    assert 'decisions flipped by a place swap' in text and 'Verdict, from group accuracy and reliance' in text   # reliance beside attention
+    assert set(m['place_swap_flips']) == {'vanilla', 'gals', 'gals_cf'} and all(0 <= v <= 1 for v in m['place_swap_flips'].values())
     maps = tmp_path / 'd' / 'grounding' / 'maps-00000.safetensors'
     mtime = maps.stat().st_mtime_ns
     assert main(args) == 0
@@ -76,6 +78,13 @@ def test_bench_train_command(capsys):
     "`groundsup bench train` runs and prints the GALS / vanilla ratio (tiny sizes: the figures are the benchmark's job, not the test's)."
     assert main(['bench', 'train', '--arch', 'resnet18', '--size', '32', '--batch_size', '2', '--steps', '1', '--device', 'cpu']) == 0
     assert 'gals_over_vanilla' in capsys.readouterr().out
+
+@pytest.mark.slow
+def test_bench_reliance_command(capsys):
+    "`groundsup bench reliance`: the grounded swap test on 400 images with 4 partners (the world's defaults)."
+    assert main(['bench', 'reliance', '--device', 'cpu']) == 0
+    out = capsys.readouterr().out
+    assert 'swap_test_images_per_s' in out and 'grounding_s' in out
 
 @pytest.mark.slow
 def test_bench_grounding_command(capsys):

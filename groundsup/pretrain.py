@@ -12,7 +12,7 @@ from safetensors.torch import save, load_file
 from tqdm.auto import tqdm
 from .core import seed_everything, atomic_write
 from .data import IMAGENET_MEAN, IMAGENET_STD
-from .world import sample_scenes, render_scenes, SHAPES, EXTRA_SHAPES, PLACES, _seed, _check_int
+from .world import sample_scenes, render_scenes, SHAPES, EXTRA_SHAPES, PLACES, stream_seed, check_int
 from .models import SmallResNet, SHIPPED_WEIGHTS, shipped_weights_path
 
 # %% auto #0
@@ -26,9 +26,9 @@ def pretraining_scenes(n: int, # number of scenes
                        seed: int = 0, # the scenes are a pure function of (n, seed)
                       ) -> dict: # scene parameters (see `sample_scenes`) with 'kind' in 0-7 (`EXTRA_SHAPES`)
     "Scenes of the pretraining set: one of the `EXTRA_SHAPES` on land or water, every attribute drawn independently."
-    n, seed = _check_int(n, 'n', lo=1), _check_int(seed, 'seed')
-    s = sample_scenes(n, seed=_seed(seed, PRETRAIN_STREAM))
-    g = torch.Generator().manual_seed(_seed(seed, PRETRAIN_STREAM, 1))
+    n, seed = check_int(n, 'n', lo=1), check_int(seed, 'seed')
+    s = sample_scenes(n, seed=stream_seed(seed, PRETRAIN_STREAM))
+    g = torch.Generator().manual_seed(stream_seed(seed, PRETRAIN_STREAM, 1))
     s['kind'] = torch.randint(0, len(EXTRA_SHAPES), (n,), generator=g)
     s['shape'] = len(SHAPES) + s['kind']
     return s
@@ -82,7 +82,7 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
                       progress: bool = True, # progress bars
                      ) -> tuple[torch.nn.Module, dict]: # the `SmallResNet` (head: 8 kinds + 2 places) and its card
     "Train the world backbone on the pretraining set; returns the model and a card (data, recipe, accuracies, CPU)."
-    for v, k in ((n, 'n'), (epochs, 'epochs'), (batch_size, 'batch_size')): _check_int(v, k, lo=1)
+    for v, k in ((n, 'n'), (epochs, 'epochs'), (batch_size, 'batch_size')): check_int(v, k, lo=1)
     if batch_size > n: raise ValueError(f"batch_size={batch_size} is larger than the pretraining set (n={n})")
     if not lr > 0 or not math.isfinite(lr): raise ValueError(f"lr={lr!r}: expected a finite number > 0")
     old_threads = torch.get_num_threads()
@@ -96,7 +96,7 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
         steps = epochs * (n // batch_size)
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-        g = torch.Generator().manual_seed(_seed(seed, PRETRAIN_STREAM, 2))
+        g = torch.Generator().manual_seed(stream_seed(seed, PRETRAIN_STREAM, 2))
         bar = tqdm(total=steps, desc='pretrain world backbone', disable=not progress, unit='step')
         net.train()
         for ep in range(epochs):

@@ -46,8 +46,6 @@ def check_int(v, # the value to check, e.g. a number of images
         raise ValueError(f"{name}={v!r}: expected an integer >= {lo}")
     return int(v)
 
-_seed, _check_int = stream_seed, check_int   # the old names, for groundsup.pretrain until it imports the public ones
-
 # %% ../nbs/05_world.ipynb #4dfd676c
 def sample_scenes(n: int, # number of scenes
                   seed: int = 0, # scenes are a pure function of (n, seed, y, place, p_empty)

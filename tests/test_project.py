@@ -112,8 +112,6 @@ def test_module_map_page_matches_the_code():
 # Private imports that stay until a notebook another worker edits catches up; each names its fix. An entry whose import
 # is gone fails the test below, so that the list only ever shrinks.
 PRIVATE_IMPORTS_ALLOWED = {
-    ('pretrain', 'world', '_seed'): 'nbs/07a_pretrain: import world.stream_seed',
-    ('pretrain', 'world', '_check_int'): 'nbs/07a_pretrain: import world.check_int',
 }
 
 def _private_imports(source: str, package: list[str]) -> set[tuple[str, str]]:

@@ -10,8 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import matplotlib
+import matplotlib.pyplot as plt
 import ipywidgets as W
 from fastcore.meta import delegates
+from fastcore.basics import patch
 from ..core import resize_maps, torch_threads
 from ..clip import CLIPBundle
 from ..attribution import METHODS as ATTRIBUTION_METHODS
@@ -337,3 +339,41 @@ class Comparer(Comparison, View):
                   for i, l in zip(idx, logits)]
         return attention_grid(imgs, g, self.prompts, a, masks=masks, row_titles=titles, cmap=self.colormap.value, alpha=self.opacity.value,
                               attention_title=f'attention ({self.attribution_method.value})')
+
+# %% ../../nbs/10b_comparer.ipynb #0cb5a39d
+@patch
+def filter_reliance(self: Comparer,
+                    context_prompts: Sequence[str] | None = None, # e.g. ['a photo of land', 'a photo of water']: swap in backgrounds of another context
+                    partners: int = 4, # recompositions per image
+                    on: bool = True, # False: remove the filter
+                   ) -> torch.Tensor | None: # `n` bool: the images whose decision flips with at least one background
+    "Filter \"decision flips with the background\": keep the images whose decision changes when their grounded object is put on other backgrounds (`Comparison.reliance` over every image)."
+    if not on:
+        self.filters.pop('reliance', None); self.refilter(); return None
+    self._busy('swap test over every image…')
+    n = self.src.n
+    flips = torch.cat([self.reliance(list(range(b, min(n, b + 64))), context_prompts, partners)['flips'].any(1) for b in range(0, n, 64)])
+    state = {'on': True}
+    self.add_filter('reliance', lambda: flips if state['on'] else None, lambda: state.update(on=False))
+    self.refilter()
+    return flips
+
+@patch
+def reliance_figure(self: Comparer,
+                    i: int | None = None, # the image (default: the one on display)
+                    context_prompts: Sequence[str] | None = None, # as in `Comparison.reliance`
+                    partners: int = 4, # recompositions shown
+                   ):
+    "The image and its recompositions (its grounded object on other images' backgrounds), each titled with the decision and the true-class margin change."
+    i = self.index if i is None else i
+    r = self.reliance([i], context_prompts, partners)
+    names = self.src.classes or [str(k) for k in range(int(self.logits([i]).shape[1]))]
+    fig, axs = plt.subplots(1, partners + 1, figsize=(1.9 * (partners + 1), 2.2))
+    axs[0].imshow(self.src.batch([i])[0].permute(1, 2, 0).numpy()); axs[0].set_title(f"as is: {names[int(r['pred'][0])]}", fontsize=8)
+    for j in range(partners):
+        ax = axs[j + 1]; ax.imshow(r['images'][0, j].permute(1, 2, 0).numpy())
+        p, dm = int(r['swapped_pred'][0, j]), float(r['margin_change'][0, j])
+        ax.set_title(f"{names[p] if p >= 0 else '—'} (margin {dm:+.2f})", fontsize=8, color='tab:red' if bool(r['flips'][0, j]) else 'black')
+    for ax in axs: ax.axis('off')
+    fig.suptitle(f"image {i}: its object on other backgrounds (red: the decision flips)", fontsize=9); fig.tight_layout()
+    return fig

@@ -12,6 +12,9 @@ from ..core import combine_maps, normalize_maps, eval_mode, logits_of, torch_thr
 from ..clip import CLIPBundle
 from ..cache import MapCache
 from ..grounding import ground
+from ..clip import zero_shot
+from ..losses import margins
+from ..reliance import object_regions, remove_object, recompose, swap_partners
 from ..attribution import METHODS as ATTRIBUTION_METHODS, attribute, resolve_layer
 from .core import LRU, ImageSource, agreement_scores, clip_input
 
@@ -51,6 +54,7 @@ class Comparison:
             raise ValueError(f"threads={threads!r}: expected a positive int or None")
         self.calls = Counter()      # what was computed or rendered, for tests and the curious
         self._logits, self._ground, self._attn, self._scores = LRU(4096), LRU(4096), LRU(4096), LRU(4096)
+        self._ctx = {}              # context prompts -> each image's zero-shot context
         methods, self._layers = self._grounding_choices()
         layer = self._layers[methods[0]][0]
         self._settings = dict(prompts=tuple(prompts), grounding_method=methods[0], grounding_layer=layer[1] if isinstance(layer, tuple) else layer,
@@ -164,3 +168,45 @@ class Comparison:
             self.calls['score'] += len(todo)
         rows = [self._scores.get(k) for k in keys]
         return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+
+    def contexts(self, prompts: Sequence[str]) -> torch.Tensor:
+        "Each image's context (`N`, the index of the prompt CLIP picks zero-shot, e.g. land / water), computed once per prompt list."
+        key = ('contexts', tuple(prompts))
+        if key not in self._ctx:
+            n = self.src.n
+            out = [zero_shot(self.clip, self.clip_transform(self.src.batch(list(range(b, min(n, b + self.batch_size))))).to(self.clip.device), list(prompts))
+                   for b in range(0, n, self.batch_size)]
+            self._ctx[key] = torch.cat(out).argmax(1)
+            self.calls['zero_shot'] += n
+        return self._ctx[key]
+
+    def reliance(self, idx: Sequence[int], # images to test
+                 context_prompts: Sequence[str] | None = None, # e.g. ['a photo of land', 'a photo of water']: partners of another context (None: any other image)
+                 partners: int = 4, # recompositions per image
+                 threshold: float = 0.3, # the object is where the combined grounding >= threshold (as `reliance.swap_test`)
+                 seed: int = 0, # partners are a deterministic function of the seed
+                ) -> dict: # 'images' `n x k x 3 x H x W` recomposed (raw), 'partners' `n x k`, 'pred' `n`, 'swapped_pred' `n x k`, 'margin_change' `n x k`, 'flips' `n x k`
+        "The swap test per image (`groundsup.reliance`): each image's grounded object on `partners` other images' backgrounds, with the decision before and after."
+        idx = list(idx)
+        n = self.src.n
+        ctx = self.contexts(context_prompts) if context_prompts is not None else None
+        if ctx is not None and len(ctx.unique()) < 2: raise ValueError(f"context_prompts={list(context_prompts)!r}: CLIP names every image the same context; a context swap needs two")
+        pairs = swap_partners(n, partners, seed, differ=ctx)[idx]                    # n x k, from the whole set
+        x = self.src.batch(idx)
+        size = tuple(x.shape[-2:])
+        keep = object_regions(size, maps=self._shown_grounding(self.grounding(idx)), threshold=threshold)[0]
+        flat = pairs.clamp(min=0).flatten().tolist()
+        bg = remove_object(self.src.batch(flat), object_regions(size, maps=self._shown_grounding(self.grounding(flat)), threshold=threshold)[0])
+        k = pairs.shape[1]
+        mixed = recompose(x.repeat_interleave(k, 0), keep.repeat_interleave(k, 0), bg).clamp(0, 1)
+        labels = self.src.labels[idx] if self.src.labels is not None else self.logits(idx).argmax(1)
+        with torch.no_grad(), eval_mode(self.model), torch_threads(self.threads):
+            z = torch.cat([logits_of(self.model(self.model_transform(mixed[b:b + self.batch_size]).to(self.device))).float().cpu()
+                           for b in range(0, len(mixed), self.batch_size)])
+        self.calls['forward'] += len(mixed)
+        z0 = self.logits(idx)
+        pred, sp = z0.argmax(1), z.argmax(1).view(len(idx), k)
+        dm = (margins(z, labels.long().repeat_interleave(k, 0)) - margins(z0, labels.long()).repeat_interleave(k, 0)).view(len(idx), k)
+        made = pairs >= 0
+        return dict(images=mixed.view(len(idx), k, *mixed.shape[1:]), partners=pairs, pred=pred, swapped_pred=sp.masked_fill(~made, -1),
+                    margin_change=dm.masked_fill(~made, float('nan')), flips=(sp != pred[:, None]) & made)

@@ -13,13 +13,14 @@ from .data import WaterbirdsDataset
 from .attribution import attribute
 from .metrics import pointing_game, energy_inside, attention_inside
 from .world import FAMILIES, PLACES, OBJECT_PROMPT, PLACE_PROMPTS, load_world_clip
-from .reliance import swap_test, zero_shot_contexts
+from .reliance import swap_test, zero_shot_contexts, object_regions, recompose, remove_object
 from .experiment import load_config, run_grounding, run_experiment, build_datasets, load_model
 from .plots import attention_grid
 
 # %% auto #0
 __all__ = ['CLASSIFIERS', 'group_name', 'demo_configs', 'load_test_split', 'measure_grounding', 'train_classifiers',
-           'classifier_attention', 'measure_attention', 'measure_reliance', 'demo_figure', 'demo_report', 'demo']
+           'classifier_attention', 'measure_attention', 'measure_reliance', 'demo_figure', 'reliance_figure',
+           'demo_report', 'demo']
 
 # %% ../nbs/09b_demo.ipynb #dbabf20c
 CLASSIFIERS = ('vanilla', 'gals', 'gals_cf', 'gals_masks')   # the demo's classifiers (shipped configs `world_<name>`); the last is the upper bound
@@ -135,6 +136,31 @@ def demo_figure(raw, # the test images at full size with their masks (`load_test
     fig.savefig(path, dpi=90, bbox_inches='tight'); plt.close(fig)
     return Path(path)
 
+# %% ../nbs/09b_demo.ipynb #57cb532d
+def reliance_figure(raw, # the test images at full size (`load_test_split`)
+                    maps: torch.Tensor, # `B x 1 x h x w` the grounding the swap test cut the shapes out with (`measure_reliance`'s)
+                    reliance: dict, # classifier name -> its context swap test (`measure_reliance`)
+                    path: str | Path, # the PNG to write
+                    i: int | None = None, # the test image shown (default: the first 'round on water', a minority group)
+                   ) -> Path: # `path`
+    "One test image and its recompositions (its shape on the backgrounds of the other place), with every classifier's decision on each."
+    first = next(iter(reliance.values()))
+    if i is None: i = next((j for j in range(len(raw)) if (int(raw.labels[j]), int(raw.extras['place'][j])) == (0, 1)), 0)
+    pj = [int(j) for j in first.partners['context'][i] if j >= 0]
+    x = torch.stack([raw[j]['image'] for j in [i] + pj])
+    keep = object_regions(tuple(x.shape[-2:]), maps=maps[[i] + pj].float())[0]
+    mixed = recompose(x[:1].expand(len(pj), -1, -1, -1), keep[:1].expand(len(pj), -1, -1, -1), remove_object(x[1:], keep[1:])).clamp(0, 1)
+    fig, axs = plt.subplots(1, len(pj) + 1, figsize=(2.1 * (len(pj) + 1), 2.9))
+    def says(k, c): return FAMILIES[c] + ('' if c == int(raw.labels[i]) else ' ✗')
+    for a, (img, title) in enumerate([(x[0], f"test image {i}: {group_name(int(raw.labels[i]), int(raw.extras['place'][i]))}")]
+                                     + [(m, f"on image {j}'s place") for m, j in zip(mixed, pj)]):
+        ax = axs[a]; ax.imshow(img.permute(1, 2, 0).numpy()); ax.set_xticks([]); ax.set_yticks([]); ax.set_title(title, fontsize=7)
+        lines = [f"{k}: {says(k, int(r.preds[i]) if a == 0 else int(r.swapped_preds['context'][i, a - 1]))}" for k, r in reliance.items()]
+        ax.set_xlabel('\n'.join(lines), fontsize=7)
+    fig.suptitle("reliance: the shape kept, the place swapped (✗: wrong decision)", fontsize=9); fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches='tight'); plt.close(fig)
+    return Path(path)
+
 # %% ../nbs/09b_demo.ipynb #fe9cf2df
 def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.json` are written there
                 cfgs: dict, # classifier name -> config (`demo_configs`)
@@ -145,6 +171,7 @@ def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.j
                 figure: str | Path, # the figure (`demo_figure`), beside the report
                 seconds: dict, # wall times: 'wall' (the whole demo), 'ground' (world + grounding), 'train' ({classifier: seconds})
                 device=None, # the device the demo ran on
+                reliance_fig: str | Path | None = None, # the reliance figure (`reliance_figure`), beside the report
                ) -> Path: # `report.md`
     "Write the report (markdown: the world, stage 1, stage 2's table, the figure) and `metrics.json`; print the table and the report's path."
     out, cfg = Path(out), cfgs['vanilla']
@@ -181,6 +208,7 @@ def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.j
              '"decisions flipped by a place swap": the grounded swap test (`groundsup.reliance`): each test shape, cut out by the layer3 '
              'grounding (no masks), on the backgrounds of 4 test images of the other place (named by the tiny CLIP zero-shot); the share of '
              'decisions that change. It measures what the classifier relies on; the attention share only where it looks.', '', verdict, '',
+             *([f'![reliance]({Path(reliance_fig).name})', ''] if reliance_fig is not None else []),
              '"attention inside the object": share of the input-gradient attention (true class) inside the foreground mask, '
              'mean over the test images.', '',
              f'![attention]({Path(figure).name})', '',
@@ -227,5 +255,6 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
     fig = demo_figure(raw, masks, maps['gals'], attn, inside, out / 'attention.png', n_show)
     # 4. what they rely on: the grounded swap test (the shapes cut out by the layer3 grounding, on backgrounds of the other place)
     reliance = measure_reliance(models, test, maps['gals_cf'], raw, dev)
+    rfig = reliance_figure(raw, maps['gals_cf'], reliance, out / 'reliance.png')
     # 5. the report
-    return demo_report(out, cfgs, results, grounding, inside, reliance, fig, dict(wall=time.time() - t0, ground=t_ground, train=t_train), dev)
+    return demo_report(out, cfgs, results, grounding, inside, reliance, fig, dict(wall=time.time() - t0, ground=t_ground, train=t_train), dev, rfig)

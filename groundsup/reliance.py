@@ -257,7 +257,12 @@ def swap_test(model: nn.Module, # the classifier (logits, or an output `logits_o
     first = _batch(images, [0])
     size = tuple(first.shape[-2:])
     keep_args = dict(maps=maps, masks=masks, boxes=boxes)
-    _, valid = object_regions(size, threshold=threshold, combine=combine, **keep_args)
+    def regions(idx, valid_only=False):
+        keep, ok = object_regions(size, threshold=threshold, combine=combine,
+                                  **{kk: (v[idx] if v is not None else None) for kk, v in keep_args.items()})
+        return ok if valid_only else keep
+    # which images have an object region, a batch at a time (all N regions at input size at once could fill the memory)
+    valid = torch.cat([regions(torch.arange(lo, min(n, lo + batch_size)), True) for lo in range(0, n, batch_size)])
     k = partners
     pairs = {'context': swap_partners(n, k, seed, differ=contexts, valid=valid) if 'context' in swaps else None,
              'mixed_rand': swap_partners(n, k, seed + 1, valid=valid) if 'mixed_rand' in swaps else None,
@@ -269,9 +274,6 @@ def swap_test(model: nn.Module, # the classifier (logits, or an output `logits_o
     def run(x, y):
         z = logits_of(model(x.to(dev))).float()
         return z.argmax(1).cpu(), margins(z, y.to(dev)).cpu()
-    def regions(idx):
-        return object_regions(size, threshold=threshold, combine=combine,
-                              **{kk: (v[idx] if v is not None else None) for kk, v in keep_args.items()})[0]
     with eval_mode(model), torch.no_grad(), tqdm(total=n, desc='swap test', unit='img', disable=not progress) as bar:
         for lo in range(0, n, batch_size):
             idx = torch.arange(lo, min(n, lo + batch_size))

@@ -18,8 +18,8 @@ from .losses import supervision_maps, margins, boxes_to_masks
 from .metrics import group_accuracies
 
 # %% auto #0
-__all__ = ['SWAPS', 'MIXED', 'object_regions', 'fill_colour', 'remove_object', 'recompose', 'swap_partners', 'SwapResult',
-           'swap_test', 'zero_shot_contexts', 'grounded_swap_test']
+__all__ = ['SWAPS', 'MIXED', 'PARTNERED', 'object_regions', 'fill_colour', 'remove_object', 'recompose', 'swap_partners',
+           'SwapResult', 'swap_test', 'zero_shot_contexts', 'grounded_swap_test']
 
 # %% ../nbs/06b_reliance.ipynb #994ffd12
 SWAPS = {
@@ -28,8 +28,10 @@ SWAPS = {
     'mixed_same': "the object on the background of other images of its class (Backgrounds Challenge: Mixed-Same)",
     'only_fg': "the object on a plain fill (Only-FG)",
     'no_fg': "the object removed: its region filled with the mean colour of the rest (No-FG)",
+    'object': "the object swapped out: the object of an image of another class on this image's background (its truth: that class)",
 }
 MIXED = ('context', 'mixed_rand', 'mixed_same')   # swaps that take partners' backgrounds
+PARTNERED = MIXED + ('object',)                   # swaps made with `partners` other images each
 
 # %% ../nbs/06b_reliance.ipynb #3f2ab722
 def object_regions(size: tuple[int, int] | int, # `(H, W)` of the classifier's inputs
@@ -135,8 +137,9 @@ class SwapResult:
     preds: torch.Tensor        # `N` the classifier's decisions on the images as they are
     margins: torch.Tensor      # `N` true-class margins on the images as they are (`losses.margins`)
     partners: dict             # swap -> `N x k` partner indices (-1: none); `N x 1` of -1 for the single-fill swaps
+                               # ('object': the partner whose object replaces the image's)
     swapped_preds: dict        # swap -> `N x k` decisions on the recomposed images (-1 where not made)
-    swapped_margins: dict      # swap -> `N x k` true-class margins on them (NaN where not made)
+    swapped_margins: dict      # swap -> `N x k` true-class margins on them (NaN where not made; 'object': the partner's class is true)
     valid: torch.Tensor        # `N` bool: images with an object region (the others are left out of every rate)
     group_names: list          # a name per group
     class_names: list          # a name per class
@@ -163,7 +166,13 @@ class SwapResult:
     def _acc(self, swap, rows):
         made = self._made(swap)[rows]
         if not made.any(): return math.nan
-        return float((self.swapped_preds[swap][rows] == self.labels[rows, None])[made].float().mean())
+        truth = self.truth(swap)[rows]
+        return float((self.swapped_preds[swap][rows] == truth)[made].float().mean())
+    def truth(self, swap: str) -> torch.Tensor:
+        "`N x k` the true class of each recomposition: the kept object's (for 'object', the partner's; -1 where not made)."
+        made = self._made(swap)
+        if swap == 'object': return torch.where(made, self.labels[self.partners[swap].clamp(min=0)], -1)
+        return torch.where(made, self.labels[:, None].expand_as(made), -1)
     def flip_rate(self, swap: str = None) -> float:
         "Share of recompositions (all images, all partners) that changed the decision: the classifier's reliance on what was swapped."
         swap = swap or self.swaps[0]
@@ -247,7 +256,8 @@ def swap_test(model: nn.Module, # the classifier (logits, or an output `logits_o
     if contexts is not None:
         contexts = torch.as_tensor(contexts).long().cpu()
         if len(contexts) != n: raise ValueError(f"contexts: {len(contexts)} context ids for {n} images")
-    swaps = list(swaps) if swaps is not None else [s for s in SWAPS if s != 'context' or contexts is not None]
+    swaps = list(swaps) if swaps is not None else [s for s in SWAPS if (s != 'context' or contexts is not None)
+                                                   and (s != 'object' or len(labels.unique()) > 1)]
     bad = [s for s in swaps if s not in SWAPS]
     if bad or not swaps: raise ValueError(f"swaps={swaps!r}: expected some of {list(SWAPS)}")
     if 'context' in swaps and contexts is None:
@@ -266,11 +276,12 @@ def swap_test(model: nn.Module, # the classifier (logits, or an output `logits_o
     k = partners
     pairs = {'context': swap_partners(n, k, seed, differ=contexts, valid=valid) if 'context' in swaps else None,
              'mixed_rand': swap_partners(n, k, seed + 1, valid=valid) if 'mixed_rand' in swaps else None,
-             'mixed_same': swap_partners(n, k, seed + 2, same=labels, valid=valid) if 'mixed_same' in swaps else None}
+             'mixed_same': swap_partners(n, k, seed + 2, same=labels, valid=valid) if 'mixed_same' in swaps else None,
+             'object': swap_partners(n, k, seed + 3, differ=labels, valid=valid) if 'object' in swaps else None}
     dev = next(model.parameters()).device
     preds, marg = torch.empty(n, dtype=torch.long), torch.empty(n)
-    sp = {s: torch.full((n, k if s in MIXED else 1), -1, dtype=torch.long) for s in swaps}
-    sm = {s: torch.full((n, k if s in MIXED else 1), math.nan) for s in swaps}
+    sp = {s: torch.full((n, k if s in PARTNERED else 1), -1, dtype=torch.long) for s in swaps}
+    sm = {s: torch.full((n, k if s in PARTNERED else 1), math.nan) for s in swaps}
     def run(x, y):
         z = logits_of(model(x.to(dev))).float()
         return z.argmax(1).cpu(), margins(z, y.to(dev)).cpu()
@@ -281,17 +292,21 @@ def swap_test(model: nn.Module, # the classifier (logits, or an output `logits_o
             preds[idx], marg[idx] = run(x, y)
             ok = valid[idx]
             for s in swaps:
-                if s in MIXED:
+                if s in PARTNERED:
                     p = pairs[s][idx]                                    # B x k
                     rows = (ok[:, None] & (p >= 0)).nonzero()
                     if not len(rows): continue
                     a, j = rows[:, 0], p[rows[:, 0], rows[:, 1]]
                     uj = j.unique()
-                    bg = remove_object(_batch(images, uj).float(), regions(uj))
-                    xs = recompose(x[a], keep[a], bg[torch.searchsorted(uj, j)])
+                    xj, kj = _batch(images, uj).float(), regions(uj)
+                    at = torch.searchsorted(uj, j)
+                    if s == 'object':                                    # the partner's object on this image's background
+                        xs, truth = recompose(xj[at], kj[at], remove_object(x[a], keep[a])), labels[j]
+                    else:                                                # this image's object on the partner's background
+                        xs, truth = recompose(x[a], keep[a], remove_object(xj, kj)[at]), y[a]
                     pr, mr = [], []
                     for c in range(0, len(xs), batch_size):
-                        pc, mc = run(xs[c:c + batch_size], y[a[c:c + batch_size]]); pr.append(pc); mr.append(mc)
+                        pc, mc = run(xs[c:c + batch_size], truth[c:c + batch_size]); pr.append(pc); mr.append(mc)
                     sp[s][idx[a], rows[:, 1]] = torch.cat(pr); sm[s][idx[a], rows[:, 1]] = torch.cat(mr)
                 else:
                     a = ok.nonzero().flatten()
@@ -304,7 +319,7 @@ def swap_test(model: nn.Module, # the classifier (logits, or an output `logits_o
                region='grounding' if maps is not None else 'masks' if masks is not None else 'boxes')
     gnames = _names(group_names, int(groups.max()) + 1, None, 'group')
     cnames = _names(class_names, int(labels.max()) + 1, getattr(images, 'classes', None), 'class')
-    return SwapResult(swaps, labels, groups, preds, marg, {s: (pairs[s] if s in MIXED else torch.full((n, 1), -1)) for s in swaps},
+    return SwapResult(swaps, labels, groups, preds, marg, {s: (pairs[s] if s in PARTNERED else torch.full((n, 1), -1)) for s in swaps},
                       sp, sm, valid, gnames, cnames, cfg, time.time() - t0)
 
 # %% ../nbs/06b_reliance.ipynb #badbae82

@@ -33,28 +33,31 @@ def main():
     ap.add_argument('--world', default='95', help='world folder under root (95 or 100)')
     ap.add_argument('--methods', nargs='*', default=None, help='method folders to audit (default: all with a checkpoint)')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--seeds', type=int, nargs='*', default=None, help="several seeds (runs keyed '<method>/seed<s>' in the output)")
     ap.add_argument('--clip', default=None, help='grounding CLIP (default: the world ResNet CLIP)')
     ap.add_argument('--work', default='/tmp/groundsup-audit-world', help='audit folders (reports, figures, caches)')
     ap.add_argument('--out', default='nbs/data/audit_world.json')
     a = ap.parse_args()
     from groundsup.cli import audit_command
     res = {}
-    for d in sorted(p for p in (Path(a.root) / a.world).iterdir() if p.is_dir()):
+    seeds = a.seeds if a.seeds else [a.seed]
+    for d, seed in [(d, s) for d in sorted(p for p in (Path(a.root) / a.world).iterdir() if p.is_dir()) for s in seeds]:
         if a.methods and d.name not in a.methods: continue
-        run = d / f'seed{a.seed}-run'; ck = run / f'seed{a.seed}' / 'best'
+        run = d / f'seed{seed}-run'; ck = run / f'seed{seed}' / 'best'
+        key = d.name if not a.seeds else f'{d.name}/seed{seed}'
         if not (ck / 'state.json').is_file() or not (run / 'config.yaml').is_file(): continue
         load0, t0 = os.getloadavg()[0], time.time()
         cfg, loss_ignored = _config_for_audit(run, Path(a.work))
-        rep = audit_command(cfg, str(ck), out=str(Path(a.work) / d.name), device='cpu', quiet=True, clip=a.clip)
+        rep = audit_command(cfg, str(ck), out=str(Path(a.work) / key), device='cpu', quiet=True, clip=a.clip)
         s = json.loads((rep.parent / 'audit.json').read_text())
         s['command_s'], s['load'] = round(time.time() - t0, 1), [round(load0, 2), round(os.getloadavg()[0], 2)]
         summ = run / 'summary.json'
         s['test'] = ({k: v for k, v in json.loads(summ.read_text())['trials'][0].items() if k.startswith('test_')} if summ.is_file() else None)
         s['loss_section_ignored'] = loss_ignored
-        res[d.name] = s
-        print(f"{d.name}: {s['command_s']} s, load {s['load']}")
+        res[key] = s
+        print(f"{key}: {s['command_s']} s, load {s['load']}", flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(dict(root=str(a.root), world=a.world, seed=a.seed, runs=res), indent=1) + '\n')
+    Path(a.out).write_text(json.dumps(dict(root=str(a.root), world=a.world, seed=a.seed if not a.seeds else seeds, runs=res), indent=1) + '\n')
     print(f'wrote {a.out}')
 
 if __name__ == '__main__': main()

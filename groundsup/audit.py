@@ -23,6 +23,7 @@ from .grounding import ground, ground_dataset
 from .attribution import attribute, METHODS as ATTRIBUTION_METHODS
 from .world import WORLD_CLIPS, load_world_clip
 from .models import LogitsOnly
+from .reliance import SWAPS, SwapResult, swap_test
 
 # %% auto #0
 __all__ = ['CONTEXT_REGIONS', 'AUDIT_FORMAT', 'TARGETS', 'concept_shares', 'concept_regions', 'check_concepts', 'AuditResult',
@@ -92,7 +93,7 @@ def check_concepts(concepts, # concept prompts
 
 # %% ../nbs/09a_audit.ipynb #fd755842
 def _nanmean(v: torch.Tensor) -> float:
-    ok = ~v.isnan()
+    v = v.detach(); ok = ~v.isnan()
     return float(v[ok].double().mean()) if ok.any() else math.nan
 
 @dataclass
@@ -112,6 +113,8 @@ class AuditResult:
     config: dict = field(default_factory=dict, repr=False)   # what the result depends on (as cached)
     reused: bool = False      # read back from the cache
     seconds: float = 0.0      # wall time of the `audit` call
+    reliance: SwapResult | None = None   # the swap test (`reliance.swap_test`): the object swapped out, the context swapped out
+    contexts: torch.Tensor | None = None # `N` index (into `concepts`) of each image's context concept, CLIP's zero-shot pick; -1: none
 
     def _rows(self, by, names):
         rows = {}
@@ -125,6 +128,27 @@ class AuditResult:
     def per_group(self) -> dict: return self._rows(self.groups, self.group_names)
     @property
     def per_class(self) -> dict: return self._rows(self.labels, self.class_names)
+
+    def _flip_rows(self, by, names):
+        r, rows = self.reliance, {}
+        if r is None: return rows
+        for k, name in enumerate(names):
+            inside = by == k
+            if not inside.any(): continue
+            row = {}
+            for j, c in enumerate(self.concepts):
+                swap, sel = ('object', inside) if j == self.object else ('context', inside & (self.contexts == j))
+                row[c] = r.flip_rate(swap, sel) if swap in r.swaps and sel.any() else math.nan
+            rows[name] = row
+        return rows
+    @property
+    def flips_per_group(self) -> dict:
+        "Reliance per group: for each concept, the share of decisions that flip when its region is swapped out (NaN: not measured)."
+        return self._flip_rows(self.groups, self.group_names)
+    @property
+    def flips_per_class(self) -> dict:
+        "Reliance per class (see `flips_per_group`)."
+        return self._flip_rows(self.labels, self.class_names)
     @property
     def context(self) -> list: return [c for j, c in enumerate(self.concepts) if j != self.object]
 
@@ -135,9 +159,12 @@ class AuditResult:
                 for k, name in enumerate(self.group_names) if (self.groups == k).any()}
 
     def flagged(self, by: str = 'share') -> list[str]:
-        "Groups whose attention is more in some context concept than in the object: by mean share, or by 'lift' (share / uniform share)."
-        if by not in ('share', 'lift'): raise ValueError(f"by={by!r}: expected 'share' or 'lift'")
-        obj, rows, uni = self.concepts[self.object], self.per_group, self.uniform
+        "Groups whose attention is more in some context concept than in the object (by mean 'share', or by 'lift': share / uniform share), or whose decisions flip more when a context concept is swapped out than when the object is ('reliance')."
+        if by not in ('share', 'lift', 'reliance'): raise ValueError(f"by={by!r}: expected 'share', 'lift' or 'reliance'")
+        obj = self.concepts[self.object]
+        if by == 'reliance':
+            return [g for g, r in self.flips_per_group.items() if any(r[c] > r[obj] for c in self.context)]
+        rows, uni = self.per_group, self.uniform
         v = (lambda g, c: rows[g][c]) if by == 'share' else (lambda g, c: rows[g][c] / max(uni[g][c], 1e-12))
         return [g for g in rows if any(v(g, c) > v(g, obj) for c in self.context)]
 
@@ -147,29 +174,48 @@ class AuditResult:
         return (self.groups == k).nonzero().flatten().tolist()
 
     def table(self) -> str:
-        "Markdown tables: mean share per concept, accuracy and a flag, per group and per class."
-        head = '| | images | accuracy | ' + ' | '.join(f'"{c}"' for c in self.concepts) + ' | flag |'
-        sep = '|---|---|---|' + '---|' * len(self.concepts) + '---|'
-        flagged = set(self.flagged())
+        "Markdown tables per group and per class: accuracy, the attention share in each concept's region, and (with reliance) the decisions flipped when each concept is swapped out, with the flags."
+        fl = self.reliance is not None
+        head = ('| | images | accuracy | ' + ' | '.join(f'share "{c}"' for c in self.concepts) + ' | '
+                + (' | '.join(f'flips "{c}"' for c in self.concepts) + ' | ' if fl else '') + 'flag |')
+        sep = '|---|---|---|' + '---|' * (len(self.concepts) * (1 + fl)) + '---|'
+        by_share, by_rel = set(self.flagged()), set(self.flagged('reliance')) if fl else set()
+        f = lambda v: '—' if v != v else f"{100 * v:.1f}"
         out = []
-        for title, rows, fl in (('group', self.per_group, flagged), ('class', self.per_class, set())):
+        for title, rows, flips, flag in (('group', self.per_group, self.flips_per_group, True), ('class', self.per_class, self.flips_per_class, False)):
             out += [head.replace('| |', f'| {title} |', 1), sep]
-            out += [f"| {k} | {r['n']} | {100 * r['accuracy']:.1f} | " + ' | '.join(f"{r[c]:.3f}" for c in self.concepts)
-                    + f" | {'context > object' if k in fl else ''} |" for k, r in rows.items()]
+            for k, r in rows.items():
+                tags = [t for t, on in (('decisions follow context', k in by_rel), ('attention: context > object', k in by_share)) if flag and on]
+                out.append(f"| {k} | {r['n']} | {100 * r['accuracy']:.1f} | " + ' | '.join(f"{r[c]:.3f}" for c in self.concepts) + ' | '
+                           + (' | '.join(f(flips[k][c]) for c in self.concepts) + ' | ' if fl else '') + '; '.join(tags) + ' |')
             out.append('')
         u = {c: _nanmean(self.coverage[:, j]) for j, c in enumerate(self.concepts)}
-        out += ['A uniform attention would put ' + ', '.join(f'{u[c]:.3f} in "{c}"' for c in self.concepts) + ' (the regions\' mean area); '
+        out += ['Shares: the mean fraction of each image\'s attention inside the concept\'s region. A uniform attention would put '
+                + ', '.join(f'{u[c]:.3f} in "{c}"' for c in self.concepts) + ' (the regions\' mean area); '
                 'groups whose share / that area is larger in a context concept than in the object: ' + (', '.join(self.flagged('lift')) or 'none') + '.', '']
+        if fl: out += ['Flips (%, the reliance): the share of decisions that change when the concept\'s region is swapped out: for the object, '
+                       'another class\'s object on the image\'s background; for a context concept, the object on the background of images CLIP '
+                       'names with another context (counted on the images whose context it is). **Read the flips for what the classifier decides by**; '
+                       'the shares say only where its gradients sit. "decisions follow context": a context concept flips more decisions than the object.', '']
         return '\n'.join(out)
 
     def figure(self, ax=None, title: str | None = None):
-        "Heat map groups x concepts of the mean attention share (see `audit_heatmap`)."
-        return audit_heatmap(self.per_group, self.concepts, self.flagged(), ax=ax, title=title)
+        "Heat maps groups x concepts: the mean attention share, and beside it (with reliance) the decisions flipped when each concept is swapped out."
+        if self.reliance is None or ax is not None: return audit_heatmap(self.per_group, self.concepts, self.flagged(), ax=ax, title=title)
+        import matplotlib.pyplot as plt
+        fig, axs = plt.subplots(1, 2, figsize=(2 * (1.6 + 1.5 * len(self.concepts)), 0.9 + 0.45 * len(self.per_group)))
+        audit_heatmap(self.per_group, self.concepts, self.flagged(), ax=axs[0], title=title or 'where it looks: attention share')
+        audit_heatmap(self.flips_per_group, self.concepts, self.flagged('reliance'), ax=axs[1], label='decisions flipped',
+                      title='what it relies on: decisions flipped when swapped out')
+        return fig
 
     def summary(self) -> dict:
         "JSON-ready: the per-group and per-class tables, the flagged groups and the settings."
+        rel = self.reliance
         return dict(concepts=self.concepts, object=self.object, per_group=self.per_group, per_class=self.per_class, flagged=self.flagged(),
                     uniform=self.uniform, flagged_by_lift=self.flagged('lift'),
+                    flips_per_group=self.flips_per_group, flips_per_class=self.flips_per_class,
+                    flagged_by_reliance=self.flagged('reliance') if rel is not None else None, swap_test=rel.summary() if rel is not None else None,
                     n=len(self.ids), attribution=self.config.get('attribution'), context=self.config.get('context'),
                     clip=self.config.get('clip'), seconds=round(self.seconds, 2), reused=self.reused)
 
@@ -180,6 +226,7 @@ def audit_heatmap(rows: dict, # {row name: {concept: mean share, ...}} (`AuditRe
                   ax=None, # matplotlib axes to draw in (default: a new figure)
                   title: str | None = None, # axes title
                   vmax: float = 1.0, # top of the colour scale
+                  label: str = 'attention share', # what the colours are
                  ):
     "Heat map rows (groups) x concepts of the share of classifier attention in each concept's region; flagged rows are marked."
     import matplotlib.pyplot as plt
@@ -190,13 +237,13 @@ def audit_heatmap(rows: dict, # {row name: {concept: mean share, ...}} (`AuditRe
     for i in range(len(names)):
         for j in range(len(concepts)):
             ax.text(j, i, 'n/a' if np.isnan(v[i, j]) else f"{v[i, j]:.2f}", ha='center', va='center', fontsize=9,
-                    color='k' if v[i, j] > 0.6 * vmax else 'w')
+                    color='w' if v[i, j] <= 0.6 * vmax else 'k')
     ax.set_xticks(range(len(concepts)), [f'"{c}"' for c in concepts], fontsize=8, rotation=15)
     ax.set_yticks(range(len(names)), [f"{g}  (flag)" if g in set(flagged) else g for g in names], fontsize=8)
     for t, g in zip(ax.get_yticklabels(), names):
         if g in set(flagged): t.set_color('tab:red')
     if title: ax.set_title(title, fontsize=9)
-    ax.figure.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label='attention share')
+    ax.figure.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label=label)
     ax.figure.tight_layout()
     return ax.figure
 
@@ -219,6 +266,14 @@ def _load_shares(f: Path, cfg: dict):
     if meta.get('config') != config_hash(cfg) or meta.get('sha256') != tensor_sha(t['shares']): return None
     return t
 
+def _ground_object(clip, cimg, prompt, layer, where, ids, paths, batch_size, overwrite, progress):
+    "`N x 1 x h x w` the object's grounding at `layer`: in a `ground_dataset` cache at `where`, or in memory when `where` is None."
+    if where is not None:
+        c = ground_dataset(clip, cimg, [prompt], where, layer=layer, ids=ids, batch_size=batch_size, overwrite=overwrite, progress=progress, files=paths)
+        return c.maps(list(range(len(cimg)))).float()
+    dl = torch.utils.data.DataLoader(cimg, batch_size=batch_size, shuffle=False)
+    return torch.cat([ground(clip, x.to(clip.device), [prompt], layer=layer).cpu() for x in tqdm(dl, desc='grounding', unit='batch', disable=not progress)]).float()
+
 def _names(given, n, default, what):
     names = list(given) if given is not None else list(default or [f'{what} {k}' for k in range(n)])
     if len(names) < n: raise ValueError(f"{what}_names: {len(names)} names for {n} {what}s")
@@ -240,8 +295,13 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
           overwrite: bool = False, # replace caches made with other settings instead of refusing
           batch_size: int = 50, # images per batch
           progress: bool = True, # progress bars
+          reliance: bool = True, # also the swap test: decisions flipped when the object, or a context concept, is swapped out
+          swaps: Sequence[str] = ('context', 'object'), # reliance: keys of `reliance.SWAPS` ('context' and 'object' feed the per-concept columns)
+          reliance_layer: str | None = None, # reliance: the CLIP layer the object is grounded at for the swaps (None: the audit's own grounding; the tiny ResNet CLIP is validated at 'layer3')
+          partners: int = 4, # reliance: recompositions per image and swap
+          seed: int = 0, # reliance: the partners are a deterministic function of the seed
          ) -> AuditResult:
-    "Share of the classifier's attention in each concept's grounded region, for every image; summaries per group and class."
+    "Share of the classifier's attention in each concept's grounded region and (reliance) the decisions that flip when each concept's region is swapped out, for every image; summaries per group and class."
     t0 = time.time()
     concepts = check_concepts(concepts, object)
     if attribution not in ATTRIBUTION_METHODS: raise ValueError(f"attribution={attribution!r}: expected one of {sorted(ATTRIBUTION_METHODS)}")
@@ -251,27 +311,52 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
         if not hasattr(dataset, k): raise TypeError(f"dataset: expected an ImageDataset (with .{k}), got {type(dataset).__name__}")
     n = len(dataset)
     if n == 0: raise ValueError("dataset is empty")
+    if reliance:
+        if n < 2: raise ValueError(f"reliance: the swap test needs at least 2 images (got {n}); pass reliance=False")
+        bad = [s for s in swaps if s not in SWAPS]
+        if bad or isinstance(swaps, str) or not swaps: raise ValueError(f"swaps={swaps!r}: expected some of {list(SWAPS)}")
+        h, w = dataset[0]['image'].shape[-2:]
+        if abs(h / w - 1) > 0.02: raise ValueError(f"reliance: the classifier's inputs are {h}x{w}, CLIP grounds a square crop; "
+                                                   "the object's region cannot be laid on them (pass reliance=False)")
     gnames = _names(group_names, int(dataset.groups.max()) + 1, None, 'group')
     cnames = _names(class_names, int(dataset.labels.max()) + 1, getattr(dataset, 'classes', None), 'class')
     paths, ids = [str(p) for p in dataset.paths], json_ready(list(dataset.img_ids))
+    cimg = ImageFiles(paths, clip.preprocess, ids)
+    cache = None
     records = file_records(paths)
     cfg = dict(format=AUDIT_FORMAT, concepts=concepts, object=object, context=context, attribution=attribution, target=target,
                classifier=weights_fingerprint(model), clip=clip.name, clip_fingerprint=weights_fingerprint(clip.model),
                transform=repr(getattr(dataset, 'transform', None)), ids=ids, labels=dataset.labels.tolist(),
                groups=dataset.groups.tolist(), content=content_digest(records))
-    def result(t, reused):
+    def result(t, reused, objmaps=None):
+        ctx = [j for j in range(len(concepts)) if j != object]
+        contexts = torch.tensor(ctx)[t['presence'][:, ctx].argmax(1)] if ctx else torch.full((n,), -1)
+        rel = None
+        if reliance:
+            if reliance_layer is not None:     # the object grounded again at that layer, in its own cache beside the audit's
+                base = Path(grounding) if grounding is not None else out/'grounding' if out is not None else None
+                where = None if base is None else Path(f"{base}-{reliance_layer}")
+                objmaps = _ground_object(clip, cimg, concepts[object], reliance_layer, where, ids, paths, batch_size, overwrite, progress)
+            elif objmaps is None: objmaps = cache.maps(list(range(n)))[:, object:object + 1].float()   # read back with the shares
+            made = [s for s in swaps if not (s == 'context' and len(contexts.unique()) < 2) and not (s == 'object' and len(dataset.labels.unique()) < 2)]
+            if made:
+                rel = swap_test(model, dataset, dataset.labels, maps=objmaps, groups=dataset.groups, contexts=contexts if 'context' in made else None,
+                                swaps=made, partners=partners, seed=seed, batch_size=batch_size, group_names=gnames, class_names=cnames, progress=progress)
         return AuditResult(concepts, object, t['shares'], t['presence'], t['coverage'], t['preds'], dataset.labels.clone(), dataset.groups.clone(), ids,
-                           gnames, cnames, cfg, reused, time.time() - t0)
+                           gnames, cnames, cfg, reused, time.time() - t0, rel, contexts)
     if out is not None:
         out = Path(out); f = out/'shares.safetensors'
         if (out/'config.json').is_file() and read_json(out/'config.json', 'audit config') == cfg:
             t = _load_shares(f, cfg)
-            if t is not None: return result(t, True)
+            if t is not None:
+                if reliance and reliance_layer is None:
+                    cache = ground_dataset(clip, cimg, concepts, Path(grounding) if grounding is not None else out/'grounding', ids=ids,
+                                           batch_size=batch_size, overwrite=False, progress=progress, files=paths)
+                return result(t, True)
         old = read_json(out/'files.json', 'audit file list') if (out/'files.json').is_file() else None
         prepare_cache_dir(out, cfg, overwrite, records, old)     # refuses another audit's folder (differs in: ...)
         f.unlink(missing_ok=True)
     # 1. grounding: a content-keyed grounding cache when there is a folder for it, else in memory
-    cimg = ImageFiles(paths, clip.preprocess, ids)
     cache = None
     if out is not None or grounding is not None:
         cache = ground_dataset(clip, cimg, concepts, Path(grounding) if grounding is not None else out/'grounding', ids=ids,
@@ -280,7 +365,7 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
     dl = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     dev = next(model.parameters()).device
     net = LogitsOnly(model)
-    shares, presence, cover, preds = [], [], [], []
+    shares, presence, cover, preds, objmaps = [], [], [], [], []
     with eval_mode(model), tqdm(total=n, desc='audit', unit='img', disable=not progress) as bar:
         for b, (batch, xc) in enumerate(zip(dl, cl)):
             idx = list(range(b * batch_size, b * batch_size + len(xc)))
@@ -292,11 +377,11 @@ def audit(model: nn.Module, # the classifier (logits, or an output `logits_of` r
             a = attribute(net, x, tgt, method=attribution).cpu()
             reg = concept_regions(maps, pres, object, context)
             shares.append(concept_shares(a, reg)); cover.append(resize_maps(reg, tuple(a.shape[-2:])).clamp(0, 1).mean((-2, -1)))
-            presence.append(pres); preds.append(pred.cpu())
+            presence.append(pres); preds.append(pred.cpu()); objmaps.append(maps[:, object:object + 1].float())
             bar.update(len(idx))
     t = dict(shares=torch.cat(shares).contiguous(), presence=torch.cat(presence).contiguous(), coverage=torch.cat(cover).contiguous(),
              preds=torch.cat(preds).long().contiguous())
     if out is not None:
         meta = {'config': config_hash(cfg), 'sha256': tensor_sha(t['shares'])}
         atomic_write(f, lambda p: save_file(t, p, metadata=meta))
-    return result(t, False)
+    return result(t, False, torch.cat(objmaps))

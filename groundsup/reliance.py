@@ -173,10 +173,11 @@ class SwapResult:
         made = self._made(swap)
         if swap == 'object': return torch.where(made, self.labels[self.partners[swap].clamp(min=0)], -1)
         return torch.where(made, self.labels[:, None].expand_as(made), -1)
-    def flip_rate(self, swap: str = None) -> float:
-        "Share of recompositions (all images, all partners) that changed the decision: the classifier's reliance on what was swapped."
+    def flip_rate(self, swap: str = None, rows=None) -> float:
+        "Share of recompositions (all images, or `rows`: indices or an `N` bool mask; all partners) that changed the decision: the classifier's reliance on what was swapped."
         swap = swap or self.swaps[0]
-        return self._rate(swap, torch.arange(len(self.labels)))
+        rows = torch.arange(len(self.labels)) if rows is None else torch.as_tensor(rows)
+        return self._rate(swap, rows.nonzero().flatten() if rows.dtype == torch.bool else rows.long())
     def accuracy(self, swap: str | None = None) -> float:
         "Accuracy on the recomposed images of `swap` (None: on the images as they are, those with an object region)."
         rows = self.valid.nonzero().flatten()

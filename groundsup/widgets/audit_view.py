@@ -16,15 +16,23 @@ from .comparer import Comparer
 __all__ = ['AuditView']
 
 # %% ../../nbs/10e_audit_view.ipynb #8e7def03
+def _flagged(result: AuditResult) -> list[str]:
+    "The groups the view marks: by reliance when the audit measured it (what the decisions follow), else by attention share."
+    return result.flagged('reliance') if result.reliance is not None else result.flagged()
+
 def _audit_html(result: AuditResult) -> str:
-    "The audit's per-group table as HTML (flagged rows in red)."
-    flagged, cs = set(result.flagged()), result.concepts
-    head = ''.join(f'<th>“{c}”</th>' for c in cs)
+    "The audit's per-group table as HTML: attention shares and, with reliance, decisions flipped per concept (flagged rows in red)."
+    flagged, cs, fl = set(_flagged(result)), result.concepts, result.reliance is not None
+    flips = result.flips_per_group
+    head = ''.join(f'<th>share “{c}”</th>' for c in cs) + (''.join(f'<th>flips “{c}” %</th>' for c in cs) if fl else '')
+    f = lambda v: '—' if v != v else f'{100 * v:.1f}'
     rows = ''.join(f"<tr style=\"color:{'#c00' if g in flagged else 'inherit'}\"><td>{g}{' ⚑' if g in flagged else ''}</td><td>{r['n']}</td>"
-                   f"<td>{100 * r['accuracy']:.1f}</td>" + ''.join(f'<td>{r[c]:.3f}</td>' for c in cs) + '</tr>' for g, r in result.per_group.items())
+                   f"<td>{100 * r['accuracy']:.1f}</td>" + ''.join(f'<td>{r[c]:.3f}</td>' for c in cs)
+                   + (''.join(f'<td>{f(flips[g][c])}</td>' for c in cs) if fl else '') + '</tr>' for g, r in result.per_group.items())
     return (f'<table class="groundsup-audit"><tr><th>group</th><th>images</th><th>accuracy %</th>{head}</tr>{rows}</table>'
-            f'<small>share of the classifier attention ({result.config.get("attribution", "?")}) inside each concept\'s region; '
-            f'context regions: {result.config.get("context", "?")}</small>')
+            f'<small>share: of the classifier attention ({result.config.get("attribution", "?")}) inside each concept\'s region (context regions: '
+            f'{result.config.get("context", "?")}), where it looks' + ('; flips: decisions changed when the concept\'s region is swapped out, '
+            'what it relies on (read this one)' if fl else '') + '</small>')
 
 class AuditView(View):
     "The concept audit of a dataset: its table and heat map; a click on a group opens its images in the comparer."
@@ -40,7 +48,7 @@ class AuditView(View):
         self.result, self.comparer = result, comparer
         self.heatmap = W.Image(value=fig_png(result.figure()), format='png')
         self.table = W.HTML(_audit_html(result))
-        flagged = set(result.flagged())
+        flagged = set(_flagged(result))
         self.buttons = {}
         for g in result.per_group:
             b = W.Button(description=f"{g}{' ⚑' if g in flagged else ''}", button_style='danger' if g in flagged else '',
@@ -48,7 +56,9 @@ class AuditView(View):
             b.add_class('groundsup-audit-group')
             b.on_click(lambda _, g=g: self.open(g))
             self.buttons[g] = b
-        self.status = W.HTML(f'{len(flagged)} of {len(result.per_group)} groups flagged (attention more in a context concept than in the object)')
+        why = ('decisions flip more when a context concept is swapped out than when the object is' if result.reliance is not None
+               else 'attention more in a context concept than in the object')
+        self.status = W.HTML(f'{len(flagged)} of {len(result.per_group)} groups flagged ({why})')
         self.widget = W.VBox([self.status, W.HBox([self.table, self.heatmap]), W.HTML('<b>open a group in the comparer</b>'),
                               W.HBox(list(self.buttons.values()), layout=W.Layout(flex_flow='row wrap'))]
                              + ([W.HTML('<hr>'), comparer.widget] if with_comparer else []))

@@ -236,7 +236,9 @@ def _parser(cmd):
         p.add_argument('--out', default='groundsup-demo', help='folder for the world, the grounding cache, the runs and the report')
         for k, d in (('n_train', 1000), ('n_val', 200), ('n_test', 400), ('seed', 0), ('n_show', 8)): p.add_argument(f'--{k}', type=int, default=d)
         p.add_argument('--epochs', type=int, default=None, help="training epochs (default: the shipped world configs')")
-        p.add_argument('--no_upper_bound', dest='upper_bound', action='store_false', help='skip GALS on the true masks (the upper bound)')
+        p.add_argument('--seeds', type=int, nargs='+', default=[0, 1], help="seeds of every classifier (default: 0 1); the report gives each seed's numbers and their mean")
+        p.add_argument('--upper_bound', dest='upper_bound', action='store_true', default=False, help='also train GALS on the true masks (the upper bound)')
+        p.add_argument('--no_upper_bound', dest='upper_bound', action='store_false', help='without GALS on the true masks (the default)')
     elif cmd == 'bench':
         p.add_argument('what', nargs='?', default='train', choices=('train', 'grounding', 'reliance'))
         p.add_argument('--arch', default=None, help="classifier (train: resnet50; reliance: resnet_small)")

@@ -4,8 +4,9 @@
 
 # %% ../nbs/09b_demo.ipynb #f07d6fc9
 from __future__ import annotations
-import time
+import math, time
 from pathlib import Path
+from typing import Sequence
 import torch
 import matplotlib.pyplot as plt
 from .core import default_device, atomic_write, write_json
@@ -36,14 +37,18 @@ def demo_configs(out: str | Path, # folder for the world, the grounding caches a
                  n_train: int = 1000, # train images of the 95% world
                  n_val: int = 200, # val images (balanced over the 4 groups)
                  n_test: int = 400, # test images (balanced over the 4 groups)
-                 seed: int = 0, # seed of the world and of every classifier
+                 seed: int = 0, # seed of the world
                  epochs: int | None = None, # training epochs (default: the shipped world configs')
                  device: str | None = None, # 'cpu', 'cuda', ...; default: the best available
-                 upper_bound: bool = True, # also GALS on the true foreground masks (`world_gals_masks`)
+                 upper_bound: bool = False, # also GALS on the true foreground masks (`world_gals_masks`)
+                 seeds: Sequence[int] = (0, 1), # seeds of every classifier (each classifier is trained once per seed)
                 ) -> dict: # classifier name -> its config
-    "The shipped world configs of the demo's classifiers, pointed at `out`: one world, one seed, a grounding cache per recipe."
+    "The shipped world configs of the demo's classifiers, pointed at `out`: one world, every seed, a grounding cache per recipe."
     out, dev = Path(out), default_device(device)
-    ov = [f'data.root={out / "world-95"}', f'data.grounding={out / "grounding"}', f'seeds=[{seed}]', f'data.world.seed={seed}',
+    seeds = list(seeds) if not isinstance(seeds, int) else [seeds]
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds={seeds!r}: expected distinct non-negative integers, e.g. [0, 1]")
+    ov = [f'data.root={out / "world-95"}', f'data.grounding={out / "grounding"}', f'seeds=[{",".join(map(str, seeds))}]', f'data.world.seed={seed}',
           f'data.world.n_train={n_train}', f'data.world.n_val={n_val}', f'data.world.n_test={n_test}', f'train.device={dev}']
     if epochs is not None: ov.append(f'train.epochs={epochs}')
     # each grounding recipe has its own cache: GALS's (the last stage) and the counterfactual form's (layer3)
@@ -72,14 +77,14 @@ def measure_grounding(maps: torch.Tensor, # `B x 1 x h x w` GALS's grounding of 
 # %% ../nbs/09b_demo.ipynb #29077b84
 def train_classifiers(cfgs: dict, # classifier name -> config (`demo_configs`)
                       progress: bool = True, # progress bars
-                     ) -> tuple[dict, dict, dict]: # summaries (`run_experiment`), models (their selected checkpoints), seconds of each
-    "Stage 2: train every classifier of `cfgs` (reusing finished runs) and load its selected (`best`) checkpoint."
+                     ) -> tuple[dict, dict, dict]: # summaries (`run_experiment`), models ({name: {seed: its selected checkpoint}}), seconds of each
+    "Stage 2: train every classifier of `cfgs` once per seed (reusing finished runs) and load each selected (`best`) checkpoint."
     results, models, seconds = {}, {}, {}
     for k, cfg in cfgs.items():
         t1 = time.time()
         results[k] = run_experiment(cfg, progress=progress)
         seconds[k] = time.time() - t1
-        models[k], _ = load_model(cfg, Path(cfg.out) / f'seed{cfg.seeds[0]}' / 'best', check_inputs=False)
+        models[k] = {s: load_model(cfg, Path(cfg.out) / f'seed{s}' / 'best', check_inputs=False)[0] for s in cfg.seeds}
     return results, models, seconds
 
 def classifier_attention(model, # a classifier
@@ -109,10 +114,11 @@ def measure_reliance(models: dict, # classifier name -> model (`train_classifier
                      raw, # the test images at full size (`load_test_split`): the tiny CLIP names each one's place zero-shot
                      device=None, # where to compute; default: the best available
                      partners: int = 4, # context swaps per image
+                     contexts: torch.Tensor | None = None, # `B` each test image's place as the tiny CLIP names it (default: named here, `zero_shot_contexts`)
                     ) -> dict: # name -> `reliance.SwapResult` (context swap)
     "What each classifier relies on: the grounded swap test (`reliance.swap_test`), each test shape on the backgrounds of images of the other place."
     device = default_device(device)
-    contexts = zero_shot_contexts(load_world_clip(device=device), raw.paths, PLACE_PROMPTS)
+    if contexts is None: contexts = zero_shot_contexts(load_world_clip(device=device), raw.paths, PLACE_PROMPTS)
     return {k: swap_test(m.to(device), ds, ds.labels, maps=maps, groups=ds.groups, contexts=contexts, swaps=['context'],
                          partners=partners, group_names=[group_name(y, p) for y, p in _GROUPS], progress=False) for k, m in models.items()}
 
@@ -162,55 +168,81 @@ def reliance_figure(raw, # the test images at full size (`load_test_split`)
     return Path(path)
 
 # %% ../nbs/09b_demo.ipynb #fe9cf2df
+def _mean(v): 
+    v = [x for x in v if x == x]
+    return sum(v) / len(v) if v else math.nan
+
 def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.json` are written there
                 cfgs: dict, # classifier name -> config (`demo_configs`)
-                results: dict, # classifier name -> summary of its runs (`train_classifiers`)
+                results: dict, # classifier name -> summary of its runs, one trial per seed (`train_classifiers`)
                 grounding: dict, # `measure_grounding`
-                inside: dict, # classifier name -> `B` shares of its attention inside the masks (`measure_attention`)
-                reliance: dict, # classifier name -> its context swap test (`measure_reliance`)
+                inside: dict, # classifier name -> {seed: `B` shares of its attention inside the masks} (`measure_attention`)
+                reliance: dict, # classifier name -> {seed: its context swap test} (`measure_reliance`)
                 figure: str | Path, # the figure (`demo_figure`), beside the report
                 seconds: dict, # wall times: 'wall' (the whole demo), 'ground' (world + grounding), 'train' ({classifier: seconds})
                 device=None, # the device the demo ran on
                 reliance_fig: str | Path | None = None, # the reliance figure (`reliance_figure`), beside the report
                ) -> Path: # `report.md`
-    "Write the report (markdown: the world, stage 1, stage 2's table, the figure) and `metrics.json`; print the table and the report's path."
+    "Write the report (markdown: the world, stage 1, stage 2's tables over the seeds, the verdict, the figures) and `metrics.json`; print the table and the report's path."
     out, cfg = Path(out), cfgs['vanilla']
     root, w = Path(cfg.data.root), cfg.data.world
     tr = WaterbirdsDataset(root, 'train', masks=False)
     counts = {group_name(y, p): int(((tr.labels == y) & (tr.extras['place'] == p)).sum()) for y, p in _GROUPS}
-    acc = {k: r['trials'][0] for k, r in results.items()}
+    seeds = list(cfg.seeds)
+    per = {k: {int(t['seed']): t for t in r['trials']} for k, r in results.items()}          # name -> seed -> test metrics
+    tkeys = [x for x in next(iter(per['vanilla'].values())) if x.startswith('test_')]
+    acc = {k: {x: _mean([per[k][s][x] for s in seeds]) for x in tkeys} for k in per}     # mean over the seeds
+    flips_s = {k: {s: reliance[k][s].flip_rate('context') for s in seeds} for k in per}
+    inside_s = {k: {s: float(inside[k][s].nanmean()) for s in seeds} for k in per}
+    flips, ins = {k: _mean(v.values()) for k, v in flips_s.items()}, {k: _mean(v.values()) for k, v in inside_s.items()}
     def pct(x): return f"{100 * x:.1f}"
-    rows = ['| classifier | worst group | mean group | average | ' + ' | '.join(f'{n}' for n in counts) + ' | decisions flipped by a place swap | attention inside the object |',
-            '|---|---|---|---|' + '---|' * len(counts) + '---|---|']
-    flips = {k: reliance[k].flip_rate('context') for k in acc}
-    for k, t in acc.items():
-        rows.append(f"| {k} | {pct(t['test_worst_group'])} | {pct(t['test_mean_group'])} | {pct(t['test_average'])} | "
-                    + ' | '.join(pct(t[f'test_group_{gi}']) for gi in range(4)) + f" | {pct(flips[k])} | {inside[k].nanmean():.2f} |")
+    def each(d): return ' / '.join(pct(d[s]) for s in seeds)
+    ns, sl = len(seeds), ', '.join(map(str, seeds))
+    rows = [f'| classifier | worst group (mean of {ns} seeds) | worst group, seed {" / ".join(map(str, seeds))} | mean group | average '
+            f'| decisions flipped by a place swap (mean) | flipped, seed {" / ".join(map(str, seeds))} | attention inside the object |',
+            '|---|---|---|---|---|---|---|---|']
+    for k in per:
+        wg = {s: per[k][s]['test_worst_group'] for s in seeds}
+        rows.append(f"| {k} | {pct(acc[k]['test_worst_group'])} | {each(wg)} | {pct(acc[k]['test_mean_group'])} | {pct(acc[k]['test_average'])} "
+                    f"| {pct(flips[k])} | {each(flips_s[k])} | {ins[k]:.2f} |")
+    groups = ['| classifier | ' + ' | '.join(counts) + ' |', '|---|' + '---|' * len(counts)]
+    groups += [f"| {k} | " + ' | '.join(pct(acc[k][f'test_group_{gi}']) for gi in range(4)) + ' |' for k in per]
     best, least = max(acc, key=lambda k: acc[k]['test_worst_group']), min(flips, key=flips.get)
-    most_inside = max(inside, key=lambda k: float(inside[k].nanmean()))
-    verdict = (f"**Verdict, from group accuracy and reliance:** the best worst group is `{best}`'s ({pct(acc[best]['test_worst_group'])}%), "
-               f"the least reliance on the place is `{least}`'s ({pct(flips[least])}% of decisions flipped by a place swap)"
+    most_inside = max(ins, key=ins.get)
+    least_each = {s: min(per, key=lambda k: flips_s[k][s]) for s in seeds}
+    lo, hi = (min(per[best][s]['test_worst_group'] for s in seeds), max(per[best][s]['test_worst_group'] for s in seeds))
+    margin = {s: per[best][s]['test_worst_group'] - max(per[k][s]['test_worst_group'] for k in per if k != best) for s in seeds}
+    same = all(m > 0 for m in margin.values())                  # strictly ahead on every seed (ties do not count)
+    verdict = (f"**Verdict, from group accuracy and reliance, over {ns} seed{'s' * (ns > 1)} ({sl}):** the best worst group is `{best}`'s "
+               f"({pct(acc[best]['test_worst_group'])}% on average, {pct(lo)} to {pct(hi)} over the seeds), "
+               + (f"best on every seed (ahead of the next classifier by {' / '.join(f'{100 * margin[s]:+.1f}' for s in seeds)} points); "
+                  if same else "but not strictly ahead on every seed (margin over the next classifier, per seed: "
+                  + ' / '.join(f'{100 * margin[s]:+.1f}' for s in seeds) + " points); ")
+               + f"the least reliance on the place is `{least}`'s ({pct(flips[least])}% of decisions flipped by a place swap"
+               + (", the least on every seed)" if all(v == least for v in least_each.values()) else "; not the least on every seed)")
                + (", the same classifier." if best == least else ".")
-               + f" The attention share would point at `{most_inside}` (the most attention inside the object, {float(inside[most_inside].nanmean()):.2f}), "
+               + f" The attention share would point at `{most_inside}` (the most attention inside the object, {ins[most_inside]:.2f}), "
                f"whose worst group is {pct(acc[most_inside]['test_worst_group'])}% and which flips {pct(flips[most_inside])}% of its decisions with the place: "
                + ("read reliance, not attention." if most_inside != best else "here attention agrees, but it need not: read reliance."))
     lines = ['# groundsup demo', '',
-             f'The 95% world in `{root}`: {w.n_train} train / {w.n_val} val / {w.n_test} test images (seed {w.seed}). Train images per group '
+             f'The 95% world in `{root}`: {w.n_train} train / {w.n_val} val / {w.n_test} test images (world seed {w.seed}). Train images per group '
              '(label and place agree in 95% of them): ' + ', '.join(f'{n}: {c}' for n, c in counts.items()) + '.', '',
              f'## Stage 1: grounding "{OBJECT_PROMPT}" with the shipped tiny CLIP', '',
-             f'On the {len(next(iter(inside.values())))} balanced test images, against the foreground masks: pointing game {grounding["pointing_game"]:.3f}, '
+             f'On the {len(next(iter(inside["vanilla"].values())))} balanced test images, against the foreground masks: pointing game {grounding["pointing_game"]:.3f}, '
              f'energy inside the mask {grounding["energy_inside"]:.3f} (the mask covers {grounding["mask_area"]:.3f} of the image, '
              f'{grounding["energy_inside"] / grounding["mask_area"]:.1f}x). At the tiny CLIP\'s layer3 (the counterfactual form\'s grounding): '
              f'pointing game {grounding["layer3_pointing_game"]:.3f}, energy inside {grounding["layer3_energy_inside"]:.3f}.', '',
-             '## Stage 2: vanilla vs GALS (test accuracy %, balanced groups)', ''] + rows + ['',
+             f'## Stage 2: vanilla vs GALS (test accuracy %, balanced groups; every classifier trained once per seed: {sl})', ''] + rows + ['',
+             verdict, '',
              '`gals`: GALS\'s input-gradient term at its published weight; `gals_cf`: the counterfactual form (the outside of the '
-             'grounding swapped with another image\'s, the decision must not move); `gals_masks`: GALS on the true masks.', '',
+             'grounding swapped with another image\'s, the decision must not move)' + ('; `gals_masks`: GALS on the true masks.' if 'gals_masks' in per else '.'), '',
              '"decisions flipped by a place swap": the grounded swap test (`groundsup.reliance`): each test shape, cut out by the layer3 '
              'grounding (no masks), on the backgrounds of 4 test images of the other place (named by the tiny CLIP zero-shot); the share of '
-             'decisions that change. It measures what the classifier relies on; the attention share only where it looks.', '', verdict, '',
+             'decisions that change. It measures what the classifier relies on; the attention share only where it looks.', '',
+             f'Per group (test accuracy %, mean of the {ns} seeds):', ''] + groups + ['',
              *([f'![reliance]({Path(reliance_fig).name})', ''] if reliance_fig is not None else []),
-             '"attention inside the object": share of the input-gradient attention (true class) inside the foreground mask, '
-             'mean over the test images.', '',
+             f'"attention inside the object": share of the input-gradient attention (true class) inside the foreground mask, '
+             f'mean over the test images and the seeds. The figure shows seed {seeds[0]}\'s classifiers.', '',
              f'![attention]({Path(figure).name})', '',
              f"Configs: " + ', '.join(f'`world_{k}`' for k in cfgs) + f" ({cfg.train.epochs} epochs, model {cfg.model.name} at "
              f"{cfg.data.size} px, GALS weight {cfgs['gals'].loss.gradient_outside.weight:g}, counterfactual weight "
@@ -219,11 +251,13 @@ def demo_report(out: str | Path, # the demo's folder: `report.md` and `metrics.j
              f"on {device}, {torch.get_num_threads()} threads."]
     report = out / 'report.md'
     atomic_write(report, lambda f: Path(f).write_text('\n'.join(lines) + '\n'))
-    write_json(out / 'metrics.json', dict(grounding=grounding, train_groups=counts, test={k: dict(t) for k, t in acc.items()},
-                                          attention_inside={k: float(v.nanmean()) for k, v in inside.items()},
-                                          place_swap_flips=flips,
+    write_json(out / 'metrics.json', dict(grounding=grounding, train_groups=counts, seeds=seeds, test=acc,
+                                          test_per_seed={k: {str(s): dict(t) for s, t in v.items()} for k, v in per.items()},
+                                          attention_inside=ins, attention_inside_per_seed={k: {str(s): x for s, x in v.items()} for k, v in inside_s.items()},
+                                          place_swap_flips=flips, place_swap_flips_per_seed={k: {str(s): x for s, x in v.items()} for k, v in flips_s.items()},
+                                          verdict=dict(best_worst_group=best, best_on_every_seed=same, least_reliance=least, most_attention_inside=most_inside),
                                           wall_s=seconds['wall'], train_s=seconds['train']), default=float)
-    print('\n'.join(rows)); print(f'Report: {report}')
+    print('\n'.join(rows)); print(verdict); print(f'Report: {report}')
     return report
 
 # %% ../nbs/09b_demo.ipynb #83ae6589
@@ -231,30 +265,37 @@ def demo(out: str = 'groundsup-demo', # folder for the world, the grounding cach
          n_train: int = 1000, # train images of the 95% world
          n_val: int = 200, # val images (balanced over the 4 groups)
          n_test: int = 400, # test images (balanced over the 4 groups)
-         seed: int = 0, # seed of the world and of both classifiers
+         seed: int = 0, # seed of the world
          epochs: int | None = None, # training epochs (default: the shipped world configs')
          device: str | None = None, # 'cpu', 'cuda', ...; default: the best available
          n_show: int = 8, # test images in the report's figure (a multiple of 4: the same number per group)
-         upper_bound: bool = True, # also train GALS on the true foreground masks (what perfect grounding would give)
+         upper_bound: bool = False, # also train GALS on the true foreground masks (what perfect grounding would give)
          quiet: bool = False, # no progress bars
+         seeds: Sequence[int] = (0, 1), # seeds of every classifier: the report gives each seed's numbers and their mean
         ) -> Path: # the report's path
-    "The GALS story on the shipped world: make it, ground it with the tiny CLIP, train vanilla and GALS classifiers, compare."
+    "The GALS story on the shipped world: make it, ground it with the tiny CLIP, train vanilla and GALS classifiers on every seed, compare."
     t0 = time.time(); progress = not quiet; out = Path(out); out.mkdir(parents=True, exist_ok=True)
     dev = default_device(device)
-    cfgs = demo_configs(out, n_train, n_val, n_test, seed, epochs, dev, upper_bound)
+    cfgs = demo_configs(out, n_train, n_val, n_test, seed, epochs, dev, upper_bound, seeds)
+    seeds = list(cfgs['vanilla'].seeds)
     # 1. the world and stage 1 (both cached in `out`, so a second run reuses them): GALS's grounding and the counterfactual form's
     caches = {k: run_grounding(cfgs[k], device=dev, progress=progress) for k in ('gals', 'gals_cf')}
     t_ground = time.time() - t0
     test, raw, masks = load_test_split(cfgs['gals'])
     maps = {k: c.by_ids(raw.img_ids) for k, c in caches.items()}
     grounding = measure_grounding(maps['gals'], maps['gals_cf'], masks)
-    # 2. stage 2: a vanilla and the GALS classifiers, same data, seed and schedule
+    # 2. stage 2: a vanilla and the GALS classifiers, same data and schedule, each seed
     results, models, t_train = train_classifiers(cfgs, progress)
-    # 3. where the classifiers look: input-gradient attention on the test images vs the foreground masks
-    attn, inside = measure_attention(models, test, masks, dev)
-    fig = demo_figure(raw, masks, maps['gals'], attn, inside, out / 'attention.png', n_show)
-    # 4. what they rely on: the grounded swap test (the shapes cut out by the layer3 grounding, on backgrounds of the other place)
-    reliance = measure_reliance(models, test, maps['gals_cf'], raw, dev)
-    rfig = reliance_figure(raw, maps['gals_cf'], reliance, out / 'reliance.png')
+    # 3. where the classifiers look (input-gradient attention vs the foreground masks) and 4. what they rely on (the grounded swap
+    #    test: the shapes cut out by the layer3 grounding, on backgrounds of the other place), per seed
+    contexts = zero_shot_contexts(load_world_clip(device=dev), raw.paths, PLACE_PROMPTS)
+    attn, inside, reliance = {}, {k: {} for k in models}, {k: {} for k in models}
+    for s in seeds:
+        a, ins = measure_attention({k: m[s] for k, m in models.items()}, test, masks, dev)
+        rel = measure_reliance({k: m[s] for k, m in models.items()}, test, maps['gals_cf'], raw, dev, contexts=contexts)
+        for k in models: inside[k][s], reliance[k][s] = ins[k], rel[k]
+        if s == seeds[0]: attn = a
+    fig = demo_figure(raw, masks, maps['gals'], attn, {k: v[seeds[0]] for k, v in inside.items()}, out / 'attention.png', n_show)
+    rfig = reliance_figure(raw, maps['gals_cf'], {k: v[seeds[0]] for k, v in reliance.items()}, out / 'reliance.png')
     # 5. the report
     return demo_report(out, cfgs, results, grounding, inside, reliance, fig, dict(wall=time.time() - t0, ground=t_ground, train=t_train), dev, rfig)

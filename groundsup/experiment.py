@@ -23,7 +23,7 @@ from .losses import AttentionLoss, Term, TERMS, AttentionTerm
 from .feedback import Annotations, dataset_key
 from .models import build_model, param_groups, MODELS, SHIPPED_WEIGHTS
 from .world import make_world, load_world_clip, world_clip_config, WORLD_CLIP, WORLD_CLIPS
-from .train import TrainConfig, RUNTIME_FIELDS, train, evaluate, load_checkpoint, run_trials
+from .train import TrainConfig, RUNTIME_FIELDS, train, evaluate, load_checkpoint, run_trials, MemoryItems
 
 # %% auto #0
 __all__ = ['WorldCfg', 'TermCfg', 'FeedbackTermCfg', 'LossCfg', 'TrainCfg', 'PICKS', 'DataCfg', 'GroundingCfg', 'ModelCfg',
@@ -513,13 +513,14 @@ def run_experiment(cfg: DictConfig, # from `load_config`
     if cfg.data.feedback is not None: cfg.data.feedback_digest = _feedback_digest(open_feedback(cfg, ds['train']))   # more answers later: another run
     out = claim_out(cfg, restart)
     loss_fn = _loss_fn(cfg)
+    val, test = MemoryItems(ds['val']), MemoryItems(ds['test'])    # evaluated every epoch with a fixed transform: loaded once for every seed
     def fit(seed):
         c = dataclasses.replace(tc, seed=seed, num_workers=cfg.data.num_workers)
         seed_everything(seed)
         model = build_model(cfg.model.name, cfg.model.num_classes, cfg.model.pretrained)
         pg = param_groups(model, c.lr, c.head_lr or c.lr)
-        hooks = {'after_epoch': [_test_hook(ds['test'], c)]}
-        return train(model, ds['train'], ds['val'], c, loss_fn, out/f'seed{seed}', param_groups=pg, hooks=hooks, progress=progress, meta=input_meta(cfg))
+        hooks = {'after_epoch': [_test_hook(test, c)]}
+        return train(model, ds['train'], val, c, loss_fn, out/f'seed{seed}', param_groups=pg, hooks=hooks, progress=progress, meta=input_meta(cfg))
     summary = run_trials(fit, list(cfg.seeds), pick='best', also=PICKS)
     summary['name'] = cfg.name
     write_json(out/'summary.json', summary)

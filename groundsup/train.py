@@ -21,7 +21,7 @@ from .attribution import attribute
 _all_ = ['dist_info', 'init_distributed']   # in groundsup.core since ground_dataset shares them; still importable from here
 
 # %% auto #0
-__all__ = ['RUNTIME_FIELDS', 'HOOK_POINTS', 'TrainConfig', 'EpochBatchSampler', 'SeededItems', 'save_checkpoint',
+__all__ = ['RUNTIME_FIELDS', 'HOOK_POINTS', 'TrainConfig', 'EpochBatchSampler', 'SeededItems', 'MemoryItems', 'save_checkpoint',
            'load_checkpoint', 'vanilla_loss', 'predict', 'evaluate', 'Run', 'train', 'ToyImages', 'toy_net',
            'strip_timing', 'tensorboard_hook', 'run_trials', 'track_attention', 'load_attention_track', 'dist_info',
            'init_distributed']
@@ -101,8 +101,31 @@ class SeededItems(torch.utils.data.Dataset):
     def __len__(self): return len(self.ds)
     def __getitem__(self, i):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + self.epoch * 10_007 + int(i)) % 2**63)
+            # the CPU generator only: `torch.manual_seed` would also queue a CUDA seeding with a stack trace (2 ms an item on a CUDA build)
+            torch.random.default_generator.manual_seed((self.seed * 1_000_003 + self.epoch * 10_007 + int(i)) % 2**63)
             return self.ds[i]
+
+# %% ../nbs/08_train.ipynb #6804dec7
+class MemoryItems(torch.utils.data.Dataset):
+    "A dataset whose items (a deterministic transform's output) are loaded once and then served from memory; its other attributes are the wrapped dataset's."
+    def __init__(self,
+                 ds, # the dataset (its items: dicts of tensors and numbers)
+                 max_mb: float = 1024, # memory budget: a larger dataset (estimated from its first item) is passed through uncached
+                ):
+        self.ds, self.items = ds, {}
+        first = ds[0] if len(ds) else {}
+        per = sum(v.numel() * v.element_size() for v in (first.values() if isinstance(first, dict) else []) if torch.is_tensor(v))
+        self.cached = len(ds) > 0 and per * len(ds) <= max_mb * 2**20
+        if self.cached: self.items[0] = first
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        i = int(i)
+        if not self.cached: return self.ds[i]
+        if i not in self.items: self.items[i] = self.ds[i]
+        return self.items[i]
+    def __getattr__(self, k):
+        if k in ('ds', 'items', 'cached'): raise AttributeError(k)
+        return getattr(self.ds, k)
 
 # %% ../nbs/08_train.ipynb #6d36e227
 def _unwrap(model):

@@ -7,6 +7,8 @@
   (pass --published once it is), no page links there (such a link leaves the local site for a missing one);
 - search: `search.html?q=ground` (from the files and over http) lists the grounding page;
 - layout: at 1280 px and at phone width (390 px) the API page does not scroll sideways;
+- menus: at 390 and 800 px the visible menu button opens the site's pages and the contents button the page's sections;
+  at 390, 800 and 1280 px one search box or button is visible (screenshots docs_menu_*.png);
 - screenshots of the index, an API page (also at phone width) and the search results go to tests/artifacts/.
 Exit 1 lists every problem. Usage: python tools/check_site.py [_docs] [--artifacts tests/artifacts] [--published]"""
 import argparse, configparser, functools, http.server, socketserver, sys, threading, time
@@ -128,6 +130,41 @@ def search(page, base: str, shot: Path | None = None) -> list[str]:
         return [f"search for {SEARCH_TERM!r} at {base} does not list {SEARCH_HIT} (results: {hits[:10]})"]
     return []
 
+MENU_JS = """(sel) => {
+  const vis = e => { const r = e.getBoundingClientRect(); const st = getComputedStyle(e);
+                     return r.width > 0 && r.height > 0 && st.visibility !== 'hidden' && st.display !== 'none' && r.right > 0 && r.left < window.innerWidth; };
+  const d = document.querySelector(sel);
+  return d ? {open: d.open === true, visible: vis(d), links: [...d.querySelectorAll('a[href]')].filter(vis).map(a => a.getAttribute('href'))}
+           : {open: false, visible: false, links: []};
+}"""
+VISIBLE_JS = """(sel) => [...document.querySelectorAll(sel)].filter(e => { const r = e.getBoundingClientRect(); const st = getComputedStyle(e);
+  return r.width > 0 && r.height > 0 && st.visibility !== 'hidden' && st.display !== 'none'; }).length"""
+
+def menus(browser, root: Path, artifacts: Path | None = None) -> list[str]:
+    """On phone (390 px) and tablet (800 px) widths the visible menu button opens the site's pages and the contents button
+    the page's sections; at every width one search box or button is visible, not two."""
+    problems = []
+    for width, height in ((390, 844), (800, 1000), (1280, 900)):
+        small = width < 992
+        page = browser.new_page(viewport={'width': width, 'height': height}, is_mobile=width < 500, has_touch=small)
+        for name, toggle, dialog, least in (('index.html', '.primary-toggle', '#pst-primary-sidebar-modal', 10),
+                                            (API_PAGE, '.secondary-toggle', '#pst-secondary-sidebar-modal', 3)):
+            page.goto((root/name).as_uri(), wait_until='load')
+            n = page.evaluate(VISIBLE_JS, '.search-button, .search-button-field')
+            if n != 1: problems.append(f"{name} at {width} px: {n} search boxes/buttons visible (expected 1)")
+            if not small: continue
+            buttons = [b for b in page.query_selector_all(toggle) if b.is_visible()]
+            if len(buttons) != 1: problems.append(f"{name} at {width} px: {len(buttons)} visible {toggle} buttons (expected 1)"); continue
+            (buttons[0].tap if width < 500 else buttons[0].click)()
+            page.wait_for_timeout(400)
+            m = page.evaluate(MENU_JS, dialog)
+            if not (m['open'] and m['visible'] and len(m['links']) >= least):
+                problems.append(f"{name} at {width} px: the {toggle} button does not open a menu with links "
+                                f"(open {m['open']}, on screen {m['visible']}, {len(m['links'])} links)")
+            if artifacts is not None and toggle == '.primary-toggle': page.screenshot(path=str(artifacts/f'docs_menu_{width}.png'))
+        page.close()
+    return problems
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('site', nargs='?', default='_docs', type=Path)
@@ -151,6 +188,7 @@ def main(argv=None):
         page.goto((root/API_PAGE).as_uri() + '#ground'); page.screenshot(path=str(args.artifacts/'docs_api_grounding.png'))
         problems += search(page, root.as_uri(), args.artifacts/'docs_search_ground.png')
         problems += search(page, _server(root))
+        problems += menus(browser, root, args.artifacts)
         phone = browser.new_page(viewport={'width': 390, 'height': 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
         for name in ['index.html', API_PAGE]:
             phone.goto((root/name).as_uri(), wait_until='load')

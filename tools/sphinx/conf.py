@@ -25,6 +25,7 @@ suppress_warnings = ['myst.header', 'misc.highlighting_failure', 'mystnb.unknown
 html_theme = 'sphinx_book_theme'
 html_title = cfg['title']
 html_static_path = [str(Path(__file__).parent/'_static')]
+templates_path = [str(Path(__file__).parent/'_templates')]   # layout.html: no second (hidden) site header
 html_css_files = ['groundsup.css']
 html_copy_source = False
 html_show_sourcelink = False

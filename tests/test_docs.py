@@ -24,6 +24,28 @@ def test_layout_sections_and_order(tmp_path):
                    ('core', 'Library'), ('train', 'Library'), ('experiment', 'Library'), ('cli', 'Library'),
                    ('experiments/gals_normalize', 'Experiments')]
 
+def test_notebook_links_go_to_pages():
+    "A link to another notebook becomes a link to its page (site) or to the notebook in the repository (README)."
+    rw = docs.Rewriter(BASE)
+    assert docs.nb_page('../08a_experiment.ipynb', 'tutorials/quickstart') == 'experiment.html'
+    assert 'href="../experiment.html#seeds"' in rw.links('the [experiment\npage](../08a_experiment.ipynb#seeds)', 'tutorials/quickstart')
+    assert 'href="tutorials/quickstart.html"' in rw.links('[start](tutorials/quickstart.ipynb)', 'index')
+    assert rw.links('[x](https://example.org/a.ipynb) `[y](z.ipynb)`', 'index').startswith('[x](https://example.org/a.ipynb)')
+
+def test_page_mentions_are_links():
+    "'the experiment page' and the like, in any notebook's text, link to that page (a newcomer should not have to search for it)."
+    pages = '|'.join(docs.page_name(p)[:-5] for p in (ROOT/'nbs').glob('[0-9]*.ipynb'))
+    mention = re.compile(rf"\b[Tt]he\s+`?({pages})`?\s+page\b(?!\]\()")
+    bad = []
+    for f in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        if '.ipynb_checkpoints' in f.parts: continue
+        for c in json.loads(f.read_text())['cells']:
+            if c['cell_type'] != 'markdown': continue
+            text = re.sub(r'```.*?```', '', ''.join(c['source']), flags=re.S)
+            bad += [f"{f.relative_to(ROOT)}: {m.group(0)!r}" for m in mention.finditer(text)
+                    if not (f.stem.endswith('_' + m.group(1)) or text[max(0, m.start() - 1)] == '[')]
+    assert not bad, 'unlinked page mentions:\n' + '\n'.join(bad)
+
 def test_relative_links():
     assert docs._rel('grounding.html#ground', 'tutorials/quickstart') == '../grounding.html#ground'
     assert docs._rel('grounding.html#ground', 'data') == 'grounding.html#ground'

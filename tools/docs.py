@@ -17,6 +17,7 @@ _DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*)$')
 _PANDOC_ATTRS = re.compile(r'\{target="_blank"[^}]*\}')  # quarto link attributes in show_doc output
 _SOURCE_LINK = re.compile(r'^\[source\]\((\S+?)\)\{[^}]*\}\s*$', re.M)
 _HEADING = re.compile(r'^(#{1,6})\s+(.+?)\s*$', re.M)
+_NBLINK = re.compile(r'\[([^\]]*)\]\((?![a-z]+:|#|/)([^)\s]+?\.ipynb)(#[^)\s]*)?\)')   # [text](08a_experiment.ipynb#x): a link to another notebook
 _FENCE = re.compile(r'^```(\w*)\n(.*?)^```[ \t]*$', re.M | re.S)
 SPHINX_CONF = Path(__file__).resolve().parent/'sphinx'
 
@@ -57,6 +58,10 @@ def readme(cache: Path, cfg):
     from nbconvert import MarkdownExporter
     nb = nbformat.read(cache/cfg.readme_nb, as_version=4)
     prepare(nb)
+    nb_dir = posixpath.dirname(Path(cfg.readme_nb).as_posix())
+    for cell in nb.cells:      # a link to a notebook: the notebook in the repository (the README sits at the root)
+        if cell.cell_type == 'markdown':
+            cell.source = _NBLINK.sub(lambda l: f"[{l.group(1)}]({posixpath.normpath(posixpath.join(cfg.nbs_path.name, nb_dir, l.group(2)))}{l.group(3) or ''})", cell.source)
     exporter = MarkdownExporter()
     exporter.register_preprocessor(_tag_remover(), enabled=True)
     stem = Path(cfg.readme_nb).stem
@@ -96,6 +101,12 @@ def _rel(target: str, here: str) -> str:
     if path.endswith('/'): path += 'index.html'
     url = posixpath.relpath(path, posixpath.dirname(here) or '.')
     return url + (f'#{anchor}' if anchor else '')
+
+def nb_page(target: str, here: str) -> str:
+    "The page of a notebook linked from page `here`: `../08a_experiment.ipynb` from 'tutorials/quickstart' -> 'experiment.html'."
+    rel = posixpath.normpath(posixpath.join(posixpath.dirname(here), target))
+    folder, name = posixpath.split(rel)
+    return posixpath.join(folder, page_name(Path(name)))
 
 def _link_html(text: str, url: str) -> str:
     inner = (f'<code class="docutils literal notranslate"><span class="pre">{html.escape(text[1:-1])}</span></code>'
@@ -140,6 +151,7 @@ class Rewriter:
         md = _FENCE.sub(fence, md)
         # a heading keeps the name, not the link: the page's table of contents wraps each heading in a link of its own
         md = _HEADING.sub(lambda h: self.doclink.sub(lambda l: l.group(1), h.group(0)), md)
+        md = _NBLINK.sub(lambda l: _link_html(l.group(1), _rel(nb_page(l.group(2), here) + (l.group(3) or ''), here)), md)
         return self.doclink.sub(lambda l: _link_html(l.group(1), self.url(l.group(2), here)), md)
 
     def show_doc(self, md: str, here: str, anchors: set) -> str:

@@ -186,7 +186,7 @@ class AuditResult:
             out += [head.replace('| |', f'| {title} |', 1), sep]
             for k, r in rows.items():
                 tags = [t for t, on in (('decisions follow context', k in by_rel), ('attention: context > object', k in by_share)) if flag and on]
-                out.append(f"| {k} | {r['n']} | {100 * r['accuracy']:.1f} | " + ' | '.join(f"{r[c]:.3f}" for c in self.concepts) + ' | '
+                out.append(f"| {k} | {r['n']} | {100 * r['accuracy']:.1f} | " + ' | '.join('—' if r[c] != r[c] else f"{r[c]:.3f}" for c in self.concepts) + ' | '
                            + (' | '.join(f(flips[k][c]) for c in self.concepts) + ' | ' if fl else '') + '; '.join(tags) + ' |')
             out.append('')
         u = {c: _nanmean(self.coverage[:, j]) for j, c in enumerate(self.concepts)}

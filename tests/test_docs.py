@@ -46,6 +46,20 @@ def test_page_mentions_are_links():
                     if not (f.stem.endswith('_' + m.group(1)) or text[max(0, m.start() - 1)] == '[')]
     assert not bad, 'unlinked page mentions:\n' + '\n'.join(bad)
 
+def test_no_live_widget_is_stored():
+    "Every stored output shows offline: no live widget (it needs a kernel and a CDN, and is blank on the site), no widget state."
+    bad = []
+    for f in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        if '.ipynb_checkpoints' in f.parts: continue
+        nb = json.loads(f.read_text())
+        if 'widgets' in nb.get('metadata', {}): bad.append(f"{f.relative_to(ROOT)}: widget state in the notebook's metadata")
+        for i, c in enumerate(nb['cells']):
+            for o in c.get('outputs', []):
+                if 'application/vnd.jupyter.widget-view+json' in o.get('data', {}):
+                    bad.append(f"{f.relative_to(ROOT)}: cell {i} stores a live widget")
+    assert not bad, ('make the outputs without a kernel, `python tools/run_nb.py <notebook>` then `nbdev_clean` '
+                     '(each view then stores its static figure):\n' + '\n'.join(bad))
+
 def test_relative_links():
     assert docs._rel('grounding.html#ground', 'tutorials/quickstart') == '../grounding.html#ground'
     assert docs._rel('grounding.html#ground', 'data') == 'grounding.html#ground'

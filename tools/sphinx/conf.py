@@ -19,6 +19,9 @@ myst_enable_extensions = ['attrs_block', 'attrs_inline', 'dollarmath', 'amsmath'
 nb_execution_mode = 'off'                # outputs as stored in the notebooks
 nb_render_markdown_format = 'myst'       # show_doc tables and links in markdown outputs
 nb_merge_streams = True
+# a stored live widget needs a Jupyter kernel and scripts from a CDN: never render one (outputs are made without a kernel by
+# tools/run_nb.py, so every view stores its static figure; tests/test_docs.py checks it)
+nb_mime_priority_overrides = [('html', 'application/vnd.jupyter.widget-view+json', None), ('html', 'application/vnd.jupyter.widget-state+json', None)]
 exclude_patterns = ['_*', '.*', '**/.ipynb_checkpoints']
 suppress_warnings = ['myst.header', 'misc.highlighting_failure', 'mystnb.unknown_mime_type']
 

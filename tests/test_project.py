@@ -32,23 +32,24 @@ def test_environment_yml_mirrors_settings_ini():
     assert '-e .' in pip, "environment.yml should install groundsup itself (pip: -e .)"
 
 def _readme_commands():
-    "Shell commands of the README's Quickstart code block(s)."
+    "Shell commands of the README's 'Try it' code block(s), after the clone line."
     text = (ROOT/'README.md').read_text()
-    quick = text.split('## Quickstart', 1)[1].split('\n## ', 1)[0]
+    assert '\n## Try it' in text, "README: no '## Try it' section (the commands a newcomer runs first)"
+    quick = text.split('\n## Try it', 1)[1].split('\n## ', 1)[0]
     blocks = re.findall(r'```(?:sh|bash)?\n(.*?)```', quick, flags=re.S)
-    return [l.strip() for b in blocks for l in b.splitlines() if l.strip() and not l.strip().startswith('#')]
+    return [l.strip() for b in blocks for l in b.splitlines() if l.strip() and not l.strip().startswith(('#', 'git clone'))]
 
 def test_ci_runs_readme_test_command_verbatim():
     cmds = _readme_commands()
-    assert 1 <= len(cmds) <= 2, f"the Quickstart should list one or two commands, found {cmds}"
+    assert 1 <= len(cmds) <= 2, f"'Try it' should list one or two commands after the clone, found {cmds}"
     ci = [l.strip() for l in (ROOT/'.ci'/'run').read_text().splitlines()]
     test_cmds = [c for c in cmds if 'test' in c]
-    assert test_cmds, f"no test command in the Quickstart: {cmds}"
+    assert test_cmds, f"no test command in 'Try it': {cmds}"
     for c in test_cmds: assert c in ci, f"README test command {c!r} is not a line of .ci/run"
 
 def test_readme_main_job_is_the_demo():
     main = [c for c in _readme_commands() if 'test' not in c]
-    assert main == ['make demo'], f"the Quickstart's main-job command should be `make demo`, found {main}"
+    assert main == ['make demo'], f"'Try it's main-job command should be `make demo`, found {main}"
     mk = (ROOT/'Makefile').read_text()
     assert re.search(r'^demo: \$\(STAMP\)\n\t@\$\(VENV\)/bin/groundsup demo', mk, flags=re.M), "Makefile: `demo` should install, then run `groundsup demo`"
 

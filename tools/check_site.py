@@ -8,7 +8,8 @@
 - search: `search.html?q=ground` (from the files and over http) lists the grounding page;
 - layout: at 1280 px and at phone width (390 px) the API page does not scroll sideways;
 - menus: at 390 and 800 px the visible menu button opens the site's pages and the contents button the page's sections;
-  at 390, 800 and 1280 px one search box or button is visible (screenshots docs_menu_*.png);
+  at 390, 800 and 1280 px one search box or button is visible (screenshots docs_menu_*.png); every code cell of the index
+  has a copy button;
 - screenshots of the index, an API page (also at phone width) and the search results go to tests/artifacts/.
 Exit 1 lists every problem. Usage: python tools/check_site.py [_docs] [--artifacts tests/artifacts] [--published]"""
 import argparse, configparser, functools, http.server, socketserver, sys, threading, time
@@ -185,6 +186,8 @@ def main(argv=None):
         for name, width in [(API_PAGE, 1280)]:
             if info.get(name, {}).get('overflow', 0) > 1: problems.append(f"{name} scrolls sideways at {width} px")
         page.goto((root/'index.html').as_uri()); page.screenshot(path=str(args.artifacts/'docs_index.png'))
+        code, buttons = page.evaluate("() => [document.querySelectorAll('div.cell_input div.highlight pre').length, document.querySelectorAll('button.copybtn').length]")
+        if code and buttons < code: problems.append(f"index.html: {code} code cells, {buttons} copy buttons")
         page.goto((root/API_PAGE).as_uri() + '#ground'); page.screenshot(path=str(args.artifacts/'docs_api_grounding.png'))
         problems += search(page, root.as_uri(), args.artifacts/'docs_search_ground.png')
         problems += search(page, _server(root))

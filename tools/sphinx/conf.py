@@ -14,7 +14,9 @@ author = cfg['author']
 copyright = cfg['copyright']
 release = version = cfg['version']
 
-extensions = ['myst_nb']
+extensions = ['myst_nb', 'sphinx_copybutton']
+copybutton_selector = 'div.cell_input div.highlight pre, div.highlight-sh pre, div.highlight-bash pre, div.highlight-python pre, div.highlight-default pre'   # code, not outputs
+copybutton_exclude = '.linenos, .gp, .go'
 myst_enable_extensions = ['attrs_block', 'attrs_inline', 'dollarmath', 'amsmath', 'colon_fence', 'deflist']
 nb_execution_mode = 'off'                # outputs as stored in the notebooks
 nb_render_markdown_format = 'myst'       # show_doc tables and links in markdown outputs
@@ -26,7 +28,7 @@ exclude_patterns = ['_*', '.*', '**/.ipynb_checkpoints']
 suppress_warnings = ['myst.header', 'misc.highlighting_failure', 'mystnb.unknown_mime_type']
 
 html_theme = 'sphinx_book_theme'
-html_title = cfg['title']
+html_title = f"{cfg['title']} {cfg['version']}"   # the version, visible in the sidebar
 html_static_path = [str(Path(__file__).parent/'_static')]
 templates_path = [str(Path(__file__).parent/'_templates')]   # layout.html: no second (hidden) site header
 html_css_files = ['groundsup.css']

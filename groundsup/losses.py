@@ -13,10 +13,10 @@ from .core import combine_maps, normalize_maps, resize_maps, nonzero_maps, COMBI
 from .attribution import attribute
 
 # %% auto #0
-__all__ = ['log', 'SOURCES', 'CRITERIA', 'GRADIENT_OF', 'ATTENTION_MODES', 'FEEDBACK_FORMS', 'FILLS', 'TERMS', 'warn_once',
-           'boxes_to_masks', 'supervision_maps', 'classification_loss', 'input_gradients', 'gradient_outside_loss',
-           'margins', 'gradient_score', 'attention_map_loss', 'abn_losses', 'Term', 'AttentionTerm', 'register_term',
-           'TermInputs', 'AttentionLoss', 'counterfactual_loss', 'feedback_keep']
+__all__ = ['SOURCES', 'CRITERIA', 'GRADIENT_OF', 'ATTENTION_MODES', 'FEEDBACK_FORMS', 'FILLS', 'TERMS', 'boxes_to_masks',
+           'supervision_maps', 'classification_loss', 'input_gradients', 'gradient_outside_loss', 'margins',
+           'gradient_score', 'attention_map_loss', 'abn_losses', 'Term', 'AttentionTerm', 'register_term', 'TermInputs',
+           'AttentionLoss', 'counterfactual_loss', 'feedback_keep']
 
 # %% ../nbs/06_losses.ipynb #fc2b46a5
 log = logging.getLogger('groundsup')

@@ -16,13 +16,15 @@ def _load(name):
 docs = _load('docs')
 
 def test_layout_sections_and_order(tmp_path):
-    for f in ['index', '00_core', '08_train', '08a_experiment', '11_cli', 'tutorials/quickstart', 'tutorials/coming_from_gals',
-              'experiments/gals_normalize', '_hidden', 'tutorials/.ipynb_checkpoints/x']:
+    for f in ['index', '00_core', '08_train', '08a_experiment', '09a_audit', '11_cli', 'tutorials/quickstart', 'tutorials/coming_from_gals',
+              'howto/own_dataset', 'experiments/gals_normalize', 'developers/module_map', '_hidden', 'tutorials/.ipynb_checkpoints/x']:
         (tmp_path/f'{f}.ipynb').parent.mkdir(parents=True, exist_ok=True); (tmp_path/f'{f}.ipynb').write_text('{}')
     got = [(name, section) for _, name, section in docs.layout(tmp_path)]
     assert got == [('index', 'Get started'), ('tutorials/quickstart', 'Get started'), ('tutorials/coming_from_gals', 'Tutorials'),
-                   ('core', 'Library'), ('train', 'Library'), ('experiment', 'Library'), ('cli', 'Library'),
-                   ('experiments/gals_normalize', 'Experiments')]
+                   ('howto/own_dataset', 'How-to guides'), ('core', 'Library: grounding'), ('train', 'Library: training'),
+                   ('experiment', 'Library: training'), ('audit', 'Library: reports and widgets'), ('cli', 'Library: command line'),
+                   ('experiments/gals_normalize', 'Experiments'), ('developers/module_map', 'Developers')]
+    assert docs.library_section('05_world') == 'Library: grounding' and docs.library_section('10g_all_widgets') == 'Library: reports and widgets'
 
 def test_notebook_links_go_to_pages():
     "A link to another notebook becomes a link to its page (site) or to the notebook in the repository (README)."
@@ -91,9 +93,53 @@ def test_show_doc_output_signature_links_and_anchor():
     assert not out.lstrip().startswith('---') and '{target=' not in out and BASE not in out
     head, rest = out.split('### load_clip', 1)
     assert 'grounding.py#L137' in rest and 'grounding.py#L137' not in head       # the source link sits under its heading
-    assert '<a class="reference internal" href="grounding.html#ground">ground</a>' in rest   # a link inside the highlighted signature
-    block = rest[rest.index('<div class="highlight-python'):rest.index('</pre></div></div>')]
-    assert '\n\n' not in block                                                    # a blank line would end the raw HTML block
+    assert "python\n:class: gs-signature\n\nload_clip(precision='fp32') -> CLIPBundle\n```" in rest   # a short signature ...
+    table = rest[rest.index('| Parameter |'):]                                       # ... and its parameters in a table below the docstring
+    assert rest.index('*Load an open_clip model.*') < rest.index('| Parameter |')
+    assert "| `precision` | `str` | `'fp32'` | fp32 or amp (" in table
+    assert '<a class="reference internal" href="grounding.html#ground"><code' in table   # the doc link, relative, in the table
+    assert '{.gs-params}' in rest
+
+def test_signature_table():
+    "nbdev's docments signature -> a short signature (wrapped at 64) and a parameter table; other text is left alone."
+    code = ("def f(\n    a:int, # the # count\n    b:str | None=None, # pipes | escaped\n    *args,\n    c:list=<factory>,\n"
+            "    **kw, # passed on\n)->torch.Tensor: # maps\n")
+    params, ret = docs.parse_signature(code)
+    assert params == [('a', 'int', '', 'the # count'), ('b', 'str | None', 'None', 'pipes | escaped'), ('*args', '', '', ''),
+                      ('c', 'list', '<factory>', ''), ('**kw', '', '', 'passed on')]
+    assert ret == ('torch.Tensor', 'maps')
+    assert docs.short_signature('f', params, ret) == "f(a, b=None, *args, c=<factory>, **kw) -> torch.Tensor"
+    long = docs.short_signature('g', [(f'p{i}', '', repr('x' * 8), '') for i in range(8)], ('', ''))
+    assert len(long.splitlines()) == 2 and all(len(l) <= 64 for l in long.splitlines()) and long.splitlines()[1].startswith('    ')
+    table = docs.param_table(params, ret).splitlines()
+    assert table[0] == '| Parameter | Type | Default | Details |' and len(table) == 2 + 5 + 1
+    assert table[3] == r"| `b` | `str \| None` | `None` | pipes \| escaped |" and table[-1] == '| **Returns** | `torch.Tensor` |  | maps |'
+    assert docs.parse_signature('x = 1') is None and docs.split_signature('no code here', 'f') == 'no code here'
+    assert docs.param_table([], ('None', '')) == ''
+
+def test_checks_are_split_from_examples():
+    "A cell's top-level assertions go to a collapsed cell below the example (with their comment lines); mixed lines stay."
+    ex, checks = docs.split_checks("x = f(1)\n# the shape\ntest_eq(x.shape, (2,))\ny = g(x)\nassert y > 0\nfor v in x:\n    test_close(v, 1)\ny")
+    assert ex == "x = f(1)\ny = g(x)\ny"
+    assert checks == "# the shape\ntest_eq(x.shape, (2,))\nassert y > 0\nfor v in x:\n    test_close(v, 1)"
+    assert docs.split_checks("x = 1; test_eq(x, 1)") == ("x = 1; test_eq(x, 1)", '')
+    assert docs.split_checks("plot(x)") == ("plot(x)", '')
+    nb = _nb(nbformat.v4.new_code_cell("m = f()\ntest_eq(m, 1)"), nbformat.v4.new_code_cell("test_eq(1, 1)"))
+    docs.to_myst(nb, 'grounding', docs.Rewriter(BASE), set())
+    code = [c for c in nb.cells if c.cell_type == 'code']
+    assert [(c.source, c.metadata['tags']) for c in code] == [('m = f()', []), ('test_eq(m, 1)', ['hide-input']), ('test_eq(1, 1)', ['hide-input'])]
+
+def test_api_index_and_module_line(tmp_path):
+    rw = docs.Rewriter(BASE)
+    md = "---\n\n### ground\n\n```python\ndef ground(\n    x:int, # an x\n)->int:\n```\n\n*Ground it. More words.*"
+    rw.show_doc(md, 'grounding', set())
+    assert rw.entries == [('ground', 'grounding', 'ground', 'Ground it. More words.')]
+    page = docs.api_index(rw.entries + [('_helper', 'core', '_helper', '')], {'grounding': 'Grounding'})
+    assert '| [`ground`](grounding.ipynb#ground) | [Grounding](grounding.ipynb) | Ground it. |' in page and '2 entries' in page
+    assert page.index('`ground`') < page.index('`_helper`')      # A-Z, ignoring leading underscores
+    nb = tmp_path/'00_x.ipynb'; nb.write_text(json.dumps({'cells': [{'cell_type': 'code', 'source': ['#| default_exp sub.mod']}]}))
+    cfg = type('C', (), {'lib_name': 'groundsup', 'lib_path': Path('groundsup'), 'git_url': 'https://github.com/o/r', 'get': lambda self, k, d=None: d})()
+    assert docs.module_line(nb, cfg) == "Module `groundsup.sub.mod` ([source](https://github.com/o/r/blob/main/groundsup/sub/mod.py))"
 
 def _nb(*cells):
     nb = nbformat.v4.new_notebook()

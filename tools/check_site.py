@@ -6,11 +6,13 @@
   which the browser splits into two links); while the site is not published at settings.ini's doc_host + doc_baseurl
   (pass --published once it is), no page links there (such a link leaves the local site for a missing one);
 - search: `search.html?q=ground` (from the files and over http) lists the grounding page;
-- layout: at 1280 px and at phone width (390 px) the API page does not scroll sideways;
+- layout: at 1280 px and at phone width (390 px) the API page does not scroll sideways; at 1280 px no table, output or
+  signature on any page is wider than its column (code may scroll); the index's first picture is on its first screen;
+- reference: the API index lists every name (at least API_ENTRIES); a search for a RANKED term lists its defining page first;
 - menus: at 390 and 800 px the visible menu button opens the site's pages and the contents button the page's sections;
   at 390, 800 and 1280 px one search box or button is visible (screenshots docs_menu_*.png); every code cell of the index
   has a copy button;
-- screenshots of the index, an API page (also at phone width) and the search results go to tests/artifacts/.
+- screenshots of the index (at 390, 800 and 1280 px), an API page (also at phone width) and the search results go to tests/artifacts/.
 Exit 1 lists every problem. Usage: python tools/check_site.py [_docs] [--artifacts tests/artifacts] [--published]"""
 import argparse, configparser, functools, http.server, socketserver, sys, threading, time
 from html.parser import HTMLParser
@@ -21,6 +23,8 @@ CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
                  '--disable-sync']
 API_PAGE, SEARCH_TERM, SEARCH_HIT = 'grounding.html', 'ground', 'grounding.html'
+RANKED = [('worst group', 'metrics.html', 3)]   # (query, page that defines it, it must be among the first n results)
+API_INDEX, API_ENTRIES = 'api.html', 100        # the API index page lists at least this many names
 SKIP = {'genindex.html', 'search.html'}   # Sphinx's own pages, reached from the header; checked separately
 SETTINGS = Path(__file__).resolve().parents[1]/'settings.ini'
 
@@ -34,6 +38,8 @@ PAGE_JS = """async () => {
   broken: [...document.querySelectorAll('img')].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src')),
   overflow: document.documentElement.scrollWidth - window.innerWidth,
   math: [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 40)),
+  wide: [...document.querySelectorAll('.bd-article table, .bd-article .cell_output pre, .bd-article .gs-signature pre')].filter(e => e.scrollWidth > e.clientWidth + 1)
+        .map(e => `${e.tagName.toLowerCase()} ${e.scrollWidth - e.clientWidth} px too wide: ${e.textContent.trim().replace(/\s+/g, ' ').slice(0, 60)}`),
 }}"""
 
 def _local(url: str, root: Path):
@@ -102,6 +108,7 @@ def crawl(page, root: Path, unpublished: str | None = None) -> tuple[list[str], 
         problems += link_problems(f.read_text(encoding='utf-8', errors='replace'), rel, unpublished)
         problems += [f"{rel}: broken image {src}" for src in info['broken']]
         problems += [f"{rel}: formula not rendered: {m}" for m in info['math']]
+        problems += [f"{rel} at 1280 px: {w}" for w in info['wide']]    # tables, outputs and signatures fit their column (code may scroll)
         for url in info['links'] + info['srcs']:
             target, frag = _local(url, root)
             if target is None: continue            # external (https:, mailto:): not checked offline
@@ -118,18 +125,28 @@ def crawl(page, root: Path, unpublished: str | None = None) -> tuple[list[str], 
     problems += [f"page not reachable from index.html: {p.relative_to(root)}" for p in sorted(pages - set(seen))]
     return problems, {f.relative_to(root).as_posix(): i for f, i in seen.items()}
 
-def search(page, base: str, shot: Path | None = None) -> list[str]:
-    "Search for SEARCH_TERM at `base` (file:// or http:// URL of the site root); SEARCH_HIT must be among the results."
-    page.goto(f'{base}/search.html?q={SEARCH_TERM}', wait_until='load')
-    hits, deadline = [], time.time() + 30
+def _hits(page, base: str, term: str, want: str) -> list[str]:
+    "The result pages of a search for `term` at `base`, once `want` is among them or the results stop changing."
+    page.goto(f'{base}/search.html?q={term}', wait_until='load')
+    hits, last, deadline = [], None, time.time() + 30
     while time.time() < deadline:
-        hits = page.evaluate("() => [...document.querySelectorAll('#search-results li a')].map(a => a.getAttribute('href'))")
-        if hits and any(SEARCH_HIT in h for h in hits): break
-        time.sleep(0.3)
+        hits = [h.split('#')[0].split('?')[0] for h in page.evaluate("() => [...document.querySelectorAll('#search-results li a')].map(a => a.getAttribute('href'))")]
+        if any(h.endswith(want) for h in hits) or (hits and hits == last and page.evaluate("() => !!document.querySelector('#search-results p.search-summary')")): break
+        last = hits; time.sleep(0.3)
+    return hits
+
+def search(page, base: str, shot: Path | None = None) -> list[str]:
+    """Search for SEARCH_TERM at `base` (file:// or http:// URL of the site root); SEARCH_HIT must be among the results.
+    Each RANKED query lists the page that defines it among its first results."""
+    hits = _hits(page, base, SEARCH_TERM, SEARCH_HIT)
     if shot: page.screenshot(path=str(shot))
-    if not any(h.split('#')[0].split('?')[0].endswith(SEARCH_HIT) for h in hits):
-        return [f"search for {SEARCH_TERM!r} at {base} does not list {SEARCH_HIT} (results: {hits[:10]})"]
-    return []
+    problems = [] if any(h.endswith(SEARCH_HIT) for h in hits) else [f"search for {SEARCH_TERM!r} at {base} does not list {SEARCH_HIT} (results: {hits[:10]})"]
+    for term, want, first in RANKED:
+        hits = _hits(page, base, term, want)
+        pages = list(dict.fromkeys(hits))
+        if not any(h.endswith(want) for h in pages[:first]):
+            problems.append(f"search for {term!r} at {base}: {want} is not among the first {first} pages ({pages[:first + 2]})")
+    return problems
 
 MENU_JS = """(sel) => {
   const vis = e => { const r = e.getBoundingClientRect(); const st = getComputedStyle(e);
@@ -163,6 +180,8 @@ def menus(browser, root: Path, artifacts: Path | None = None) -> list[str]:
                 problems.append(f"{name} at {width} px: the {toggle} button does not open a menu with links "
                                 f"(open {m['open']}, on screen {m['visible']}, {len(m['links'])} links)")
             if artifacts is not None and toggle == '.primary-toggle': page.screenshot(path=str(artifacts/f'docs_menu_{width}.png'))
+        if artifacts is not None:           # the landing page as a newcomer first sees it, at this width
+            page.goto((root/'index.html').as_uri(), wait_until='load'); page.screenshot(path=str(artifacts/f'docs_index_{width}.png'))
         page.close()
     return problems
 
@@ -186,6 +205,11 @@ def main(argv=None):
         for name, width in [(API_PAGE, 1280)]:
             if info.get(name, {}).get('overflow', 0) > 1: problems.append(f"{name} scrolls sideways at {width} px")
         page.goto((root/'index.html').as_uri()); page.screenshot(path=str(args.artifacts/'docs_index.png'))
+        first = page.evaluate("() => { const i = document.querySelector('.bd-article img'); return i ? i.getBoundingClientRect().top : null; }")
+        if first is None or first > 900 * 0.6: problems.append(f"index.html: the first picture starts at {first} px, not in the first screen (900 px)")
+        page.goto((root/API_INDEX).as_uri())
+        n = page.evaluate("() => document.querySelectorAll('.bd-article table tbody tr').length")
+        if n < API_ENTRIES: problems.append(f"{API_INDEX}: the API index lists {n} names (expected at least {API_ENTRIES})")
         code, buttons = page.evaluate("() => [document.querySelectorAll('div.cell_input div.highlight pre').length, document.querySelectorAll('button.copybtn').length]")
         if code and buttons < code: problems.append(f"index.html: {code} code cells, {buttons} copy buttons")
         page.goto((root/API_PAGE).as_uri() + '#ground'); page.screenshot(path=str(args.artifacts/'docs_api_grounding.png'))

@@ -21,6 +21,7 @@ myst_enable_extensions = ['attrs_block', 'attrs_inline', 'dollarmath', 'amsmath'
 nb_execution_mode = 'off'                # outputs as stored in the notebooks
 nb_render_markdown_format = 'myst'       # show_doc tables and links in markdown outputs
 nb_merge_streams = True
+nb_code_prompt_show, nb_code_prompt_hide = 'Show the checks', 'Hide the checks'   # hide-input: only the cells of checks that tools/docs.py moves out of examples
 # a stored live widget needs a Jupyter kernel and scripts from a CDN: never render one (outputs are made without a kernel by
 # tools/run_nb.py, so every view stores its static figure; tests/test_docs.py checks it)
 nb_mime_priority_overrides = [('html', 'application/vnd.jupyter.widget-view+json', None), ('html', 'application/vnd.jupyter.widget-state+json', None)]
@@ -33,6 +34,7 @@ html_static_path = [str(Path(__file__).parent/'_static')]
 templates_path = [str(Path(__file__).parent/'_templates')]   # layout.html: no second (hidden) site header
 html_css_files = ['groundsup.css']
 html_copy_source = False
+html_use_index = False      # no empty general index: the API index page (tools/docs.py) lists every name
 html_show_sourcelink = False
 html_last_updated_fmt = None
 html_theme_options = {

@@ -571,7 +571,9 @@ def _compared(cfg) -> dict:
     loss = {k: v for k, v in c.items() if k.startswith('loss.')}
     uses_grounding = any(k.endswith('.source') and v == 'grounding' for k, v in loss.items())
     free = set(_FREE_KEYS) | ({'data.grounding'} if not uses_grounding else set())
-    return {k: v for k, v in c.items() if k not in free and not (k.startswith('grounding.') and not uses_grounding)}
+    # an unset loss term (`loss.<name>: null`) is the same as a missing one: runs saved before a term existed stay valid
+    return {k: v for k, v in c.items() if k not in free and not (k.startswith('grounding.') and not uses_grounding)
+            and not (k.startswith('loss.') and v is None)}
 
 def config_changes(saved: DictConfig | dict, # the config a run was made with (e.g. `out/config.yaml`)
                    cfg: DictConfig | dict, # the config asked for now

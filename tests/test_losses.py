@@ -13,6 +13,8 @@ def _batch(B=2, size=64):
     (dict(gradient_outside=dict(weight=100.)), {'cls', 'gradient_outside'}),
     (dict(gradcam=dict(weight=1., source='mask', mode='match')), {'cls', 'gradcam'}),
     (dict(gradient_outside=dict(weight=10., source='zeros', criterion='l2'), gradcam=dict(source='grounding')), {'cls', 'gradient_outside', 'gradcam'}),
+    (dict(energy=dict(weight=1., source='mask')), {'cls', 'energy'}),
+    (dict(energy=dict(source='grounding', layer=['layer3', 'layer4']), counterfactual=dict(source='mask', threshold=0.5)), {'cls', 'energy', 'counterfactual'}),
 ])
 def test_resnet_terms_train(terms, expected):
     model = build_model('resnet18', num_classes=2).train()

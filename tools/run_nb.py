@@ -1,6 +1,7 @@
 """Execute a notebook in place and store its outputs, as the docs site shows them: without a Jupyter kernel, so every view
 of `groundsup.widgets` stores its static figure (a still that shows offline) instead of a live widget that needs the
-kernel and a CDN. Cells flagged `slow` or `gpu` are not run and keep their stored outputs; the rest of the file
+kernel and a CDN. Cells flagged `slow` or `gpu`, and `#| eval: false` cells (as nbdev_test), are not run and keep their
+stored outputs; the rest of the file
 (metadata, ids) is kept as it is. Run `nbdev_clean` afterwards. Usage: python tools/run_nb.py nbs/<notebook>.ipynb ..."""
 import json, os, re, sys
 from pathlib import Path
@@ -11,7 +12,7 @@ def run(fn: Path):
     fn = fn.resolve()
     raw = json.loads(fn.read_text())
     nb = read_nb(fn)
-    flagged = lambda c: any(re.match(r'#\|\s*(slow|gpu)\b', l) for l in c.source.splitlines() if l.startswith('#|'))
+    flagged = lambda c: any(re.match(r'#\|\s*(slow|gpu)\b|#\|\s*eval:\s*false\b', l) for l in c.source.splitlines() if l.startswith('#|'))
     cwd = os.getcwd(); os.chdir(fn.parent)
     try: CaptureShell(fn).run_all(nb, exc_stop=True, preproc=lambda c: c.cell_type != 'code' or flagged(c))
     finally: os.chdir(cwd)

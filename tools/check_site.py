@@ -6,7 +6,7 @@
   which the browser splits into two links); while the site is not published at settings.ini's doc_host + doc_baseurl
   (pass --published once it is), no page links there (such a link leaves the local site for a missing one);
 - search: `search.html?q=ground` (from the files and over http) lists the grounding page;
-- layout: at 1280 px and at phone width (390 px) the API page does not scroll sideways; at 1280 px no table, output or
+- layout: at phone width (390 px) no page scrolls sideways, nor the API page at 1280 px; at 1280 px no table, output or
   signature on any page is wider than its column (code may scroll); the index's first picture is on its first screen;
 - reference: the API index lists every name (at least API_ENTRIES); a search for a RANKED term lists its defining page first;
 - menus: at 390 and 800 px the visible menu button opens the site's pages and the contents button the page's sections;
@@ -217,7 +217,7 @@ def main(argv=None):
         problems += search(page, _server(root))
         problems += menus(browser, root, args.artifacts)
         phone = browser.new_page(viewport={'width': 390, 'height': 844}, device_scale_factor=2, is_mobile=True, has_touch=True)
-        for name in ['index.html', API_PAGE]:
+        for name in sorted(info):                                         # every page, at phone width
             phone.goto((root/name).as_uri(), wait_until='load')
             over = phone.evaluate(PAGE_JS)['overflow']
             if over > 1: problems.append(f"{name} scrolls sideways by {over} px at phone width (390 px)")

@@ -9,7 +9,7 @@ from pathlib import Path
 from .core import default_device, atomic_write, write_json
 from .data import ImageLoadError
 from .clip import load_clip
-from .bench import bench_grounding, bench_train, bench_reliance
+from .bench import bench_grounding, bench_train, bench_reliance, bench_table
 from .world import OBJECT_PROMPT, PLACES, PLACE_PROMPTS, FAMILIES, WORLD_CLIPS, load_world_clip
 from .train import evaluate
 from .pretrain import pretrain_backbone, save_backbone, weights_sha256, shipped_card, compare_with_shipped
@@ -87,20 +87,26 @@ def eval_command(config: str, # YAML file or shipped config name (gives the data
 
 def bench_command(what: str = 'train', # 'train' (GALS / vanilla step time), 'grounding' (batched vs GALS-style loop) or 'reliance' (the swap test)
           device: str | None = None, # 'cpu', 'cuda', ...; default: the best available
-          arch: str | None = None, # train: a torchvision ResNet (default resnet50); reliance: a `models.build_model` name (default resnet_small)
+          arch: str | None = None, # a `models.build_model` name (default: train resnet50, reliance resnet_small)
           clip: str = 'groundsup-tiny-rn', # reliance: the grounding CLIP (a tiny CLIP of the world, or an open_clip name at random init)
           size: int | None = None, # train / reliance: the classifier's image side (default 224 / 64)
           batch_size: int = 32, # images per step / per grounding batch
           steps: int = 10, # train: timed steps per loss
+          terms: list[str] | None = None, # train: the loss terms to time against vanilla (default: every registered term)
+          json_out: str | None = None, # write the result there as JSON
          ) -> dict:
     "`groundsup bench`: the speed figures of the design (see `bench_train` and `bench_grounding`)."
     rel = what == 'reliance'
     arch, size = arch or ('resnet_small' if rel else 'resnet50'), size or (64 if rel else 224)
-    if what == 'train': r = bench_train(arch, batch_size=batch_size, size=size, steps=steps, device=device)
+    if what == 'train': r = bench_train(arch, batch_size=batch_size, size=size, steps=steps, device=device, terms=terms, out=json_out, progress=True)
     elif what == 'grounding': r = bench_grounding(batch_size=batch_size, device=device)
     elif what == 'reliance': r = bench_reliance(clip, arch, size=size, device=device)
     else: raise ValueError(f"what={what!r}: expected 'train', 'grounding' or 'reliance'")
-    for k, v in r.items(): print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
+    if what == 'train': print(bench_table(r))
+    for k, v in r.items():
+        if k == 'rows' or (k.endswith(('_s_per_step', '_over_vanilla')) and k != 'gals_over_vanilla'): continue   # in the table
+        print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
+    if json_out and what != 'train': write_json(json_out, r)
     return r
 
 def pretrain_command(out: str = 'world-backbone.safetensors', # weights file to write (its card goes beside it as .json)
@@ -241,10 +247,12 @@ def _parser(cmd):
         p.add_argument('--no_upper_bound', dest='upper_bound', action='store_false', help='without GALS on the true masks (the default)')
     elif cmd == 'bench':
         p.add_argument('what', nargs='?', default='train', choices=('train', 'grounding', 'reliance'))
-        p.add_argument('--arch', default=None, help="classifier (train: resnet50; reliance: resnet_small)")
+        p.add_argument('--arch', default=None, help="classifier, a build_model name (train: resnet50; reliance: resnet_small)")
         p.add_argument('--size', type=int, default=None, help='image side (train: 224; reliance: 64)')
         p.add_argument('--clip', default='groundsup-tiny-rn', help='reliance: the grounding CLIP (a tiny CLIP of the world, or an open_clip name at random init)')
         p.add_argument('--batch_size', type=int, default=32); p.add_argument('--steps', type=int, default=10)
+        p.add_argument('--terms', nargs='+', default=None, help='train: the loss terms to time against vanilla (default: every registered term)')
+        p.add_argument('--json', dest='json_out', default=None, help='write the result there as JSON')
     elif cmd == 'pretrain':
         p.add_argument('--out', default='world-backbone.safetensors', help='weights file to write (its JSON card goes beside it)')
         p.add_argument('--threads', type=int, default=2, help='torch CPU threads (the shipped file was made with 2; another number changes the bits, not the accuracies)')

@@ -79,6 +79,18 @@ def test_bench_train_command(capsys):
     assert main(['bench', 'train', '--arch', 'resnet18', '--size', '32', '--batch_size', '2', '--steps', '1', '--device', 'cpu']) == 0
     assert 'gals_over_vanilla' in capsys.readouterr().out
 
+def test_bench_train_options(tmp_path, capsys):
+    "The project's own architecture, chosen terms and a JSON file; an unknown architecture is one line naming the known ones."
+    out = tmp_path/'bench.json'
+    assert main(['bench', 'train', '--arch', 'resnet_small', '--size', '32', '--batch_size', '2', '--steps', '1', '--device', 'cpu',
+                 '--terms', 'counterfactual', 'energy', '--json', str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert '| counterfactual | resnet_small |' in printed and '| energy |' in printed and '| gradcam |' not in printed
+    assert [r['loss'] for r in json.loads(out.read_text())['rows']] == ['vanilla', 'counterfactual', 'energy']
+    assert main(['bench', 'train', '--arch', 'resnet_small_typo', '--device', 'cpu']) == 1
+    err = capsys.readouterr().err
+    assert "arch='resnet_small_typo'" in err and 'resnet_small' in err and 'Traceback' not in err
+
 @pytest.mark.slow
 def test_bench_reliance_command(capsys):
     "`groundsup bench reliance`: the grounded swap test on 400 images with 4 partners (the world's defaults)."

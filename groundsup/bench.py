@@ -150,17 +150,18 @@ def bench_train(arch: str = 'resnet50', # a `models.build_model` name (random in
     batch = {k: v.to(device) for k, v in batch.items()}
     if channels_last: batch['image'] = batch['image'].contiguous(memory_format=torch.channels_last)
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-    def model_for(abn):
-        seed_everything(0)
-        m = build_model(f'{arch}_abn' if abn and not arch.endswith('_abn') else arch, 2, pretrained=False).to(device).train()
-        return m.to(memory_format=torch.channels_last) if channels_last else m
     rows, models = [], {}
     abn_arch = arch.endswith('_abn')
-    plan = [('vanilla', AttentionLoss(abn_classification=1.) if abn_arch else vanilla_loss, abn_arch)]
-    plan += [(t, AttentionLoss(**({'abn_classification': 1.} if TERMS[t].needs_abn else {}), **{t: _BENCH_TERMS[t]}), TERMS[t].needs_abn or abn_arch) for t in terms]
-    for name, fn, abn in plan:
-        if abn and f'{arch}_abn' not in MODELS and not abn_arch: continue
-        model = models.get(abn) or models.setdefault(abn, model_for(abn))
+    # (row, loss, model): an ABN term runs on the ABN variant of `arch` (every `build_model` ResNet has one)
+    plan = [('vanilla', AttentionLoss(abn_classification=1.) if abn_arch else vanilla_loss, arch)]
+    plan += [(t, AttentionLoss(**({'abn_classification': 1.} if TERMS[t].needs_abn else {}), **{t: _BENCH_TERMS[t]}),
+              f'{arch}_abn' if TERMS[t].needs_abn and not abn_arch else arch) for t in terms]
+    for name, fn, model_name in plan:
+        if model_name not in models:
+            seed_everything(0)
+            models[model_name] = build_model(model_name, 2, pretrained=False).to(device).train()
+            if channels_last: models[model_name] = models[model_name].to(memory_format=torch.channels_last)
+        model = models[model_name]
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         if device.type == 'cuda': torch.cuda.reset_peak_memory_stats(device)
         times, mem = [], 0.
@@ -174,7 +175,7 @@ def bench_train(arch: str = 'resnet50', # a `models.build_model` name (random in
         if not torch.isfinite(loss): raise FloatingPointError(f"bench_train: the {name} loss is {loss.item()} on random inputs")
         if device.type == 'cuda': mem = torch.cuda.max_memory_allocated(device) / 2**20
         t = sorted(times[2:])[len(times[2:]) // 2]
-        rows.append(dict(loss=name, model=f'{arch}_abn' if abn and not abn_arch else arch, s_per_step=t, images_per_s=batch_size / t,
+        rows.append(dict(loss=name, model=model_name, s_per_step=t, images_per_s=batch_size / t,
                          peak_memory_mb=round(mem, 1)))
         if progress: print(f"{name:>18}: {t:.3f} s/step, {batch_size / t:.1f} images/s, {mem:.0f} MiB")
     base = rows[0]['s_per_step']

@@ -98,7 +98,7 @@ def bench_command(what: str = 'train', # 'train' (GALS / vanilla step time), 'gr
     "`groundsup bench`: the speed figures of the design (see `bench_train` and `bench_grounding`)."
     rel = what == 'reliance'
     arch, size = arch or ('resnet_small' if rel else 'resnet50'), size or (64 if rel else 224)
-    if what == 'train': r = bench_train(arch, batch_size=batch_size, size=size, steps=steps, device=device, terms=terms, out=json_out, progress=True)
+    if what == 'train': r = bench_train(arch, batch_size=batch_size, size=size, steps=steps, device=device, terms=terms, progress=True)
     elif what == 'grounding': r = bench_grounding(batch_size=batch_size, device=device)
     elif what == 'reliance': r = bench_reliance(clip, arch, size=size, device=device)
     else: raise ValueError(f"what={what!r}: expected 'train', 'grounding' or 'reliance'")
@@ -106,7 +106,7 @@ def bench_command(what: str = 'train', # 'train' (GALS / vanilla step time), 'gr
     for k, v in r.items():
         if k == 'rows' or (k.endswith(('_s_per_step', '_over_vanilla')) and k != 'gals_over_vanilla'): continue   # in the table
         print(f"{k:>24}: {v:.4g}" if isinstance(v, float) else f"{k:>24}: {v}")
-    if json_out and what != 'train': write_json(json_out, r)
+    if json_out: write_json(json_out, r)
     return r
 
 def pretrain_command(out: str = 'world-backbone.safetensors', # weights file to write (its card goes beside it as .json)

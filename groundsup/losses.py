@@ -346,15 +346,17 @@ def _gradient_outside(term, inputs, name):
     g = input_gradients(gradient_score(term.gradient_of, inputs.logits, inputs.labels, inputs.cls) / inputs.world_size, inputs.x)
     return gradient_outside_loss(g, t, v, term.criterion)
 
-def _gradcam_loss(model, x, labels, targets, term, mode, rows=None):
-    "`attention_map_loss` of the classifier's differentiable GradCAM of `labels` against `targets`, the mean over `term.layer`'s layers; `rows`: keep only those images' maps."
+def _cams(model, x, labels, term, **kw) -> list:
+    "The classifier's differentiable GradCAM of `labels` at each layer of `term.layer` (`attribute` options in `kw`)."
     # the same `attribute` the widgets show, with create_graph=True; on the inner module under DDP
     net = getattr(model, 'module', model)
     layers = term.layer if isinstance(term.layer, list) else [term.layer]
-    def cam(layer):
-        a = attribute(net, x.detach(), labels, method='gradcam', layer=layer, create_graph=True)
-        return a if rows is None else a[rows]
-    return sum(attention_map_loss(cam(ly), targets, None, mode, term.criterion) for ly in layers) / len(layers)
+    return [attribute(net, x.detach(), labels, method='gradcam', layer=ly, create_graph=True, **kw) for ly in layers]
+
+def _gradcam_loss(model, x, labels, targets, term, mode, rows=None):
+    "`attention_map_loss` of the classifier's differentiable GradCAM of `labels` against `targets`, the mean over `term.layer`'s layers; `rows`: keep only those images' maps."
+    cams = _cams(model, x, labels, term)
+    return sum(attention_map_loss(c if rows is None else c[rows], targets, None, mode, term.criterion) for c in cams) / len(cams)
 
 @register_term('gradcam', see='Attention maps against the target')
 def _gradcam(term, inputs, name):
@@ -452,9 +454,6 @@ def _energy(term, inputs, name):
     "Rao et al.'s Energy loss: the share of the classifier's positive GradCAM of the true class (at `layer`) outside the target (`energy_loss`)."
     t, v = inputs.targets(term, name)
     if not v.any(): return None
-    net = getattr(inputs.model, 'module', inputs.model)
-    layers = term.layer if isinstance(term.layer, list) else [term.layer]
     # the whole batch is explained (batch norm sees its usual batch), then the valid images are kept
-    cams = [attribute(net, inputs.x.detach(), inputs.labels, method='gradcam', layer=ly, size=inputs.size, create_graph=True, normalize=False)
-            for ly in layers]
+    cams = _cams(inputs.model, inputs.x, inputs.labels, term, size=inputs.size, normalize=False)
     return sum(energy_loss(c, t, v) for c in cams) / len(cams)

@@ -21,6 +21,10 @@ _NBLINK = re.compile(r'\[([^\]]*)\]\((?![a-z]+:|#|/)([^)\s]+?\.ipynb)(#[^)\s]*)?
 _FENCE = re.compile(r'^```(\w*)\n(.*?)^```[ \t]*$', re.M | re.S)
 SPHINX_CONF = Path(__file__).resolve().parent/'sphinx'
 
+def doc_base(cfg) -> str:
+    "Where the site is to be published (settings.ini's doc_host + doc_baseurl): nbdev's doc links point there."
+    return cfg.doc_host.rstrip('/') + '/' + cfg.doc_baseurl.strip('/')
+
 def page_name(nb: Path) -> str:
     "nbdev's page name: `00_core.ipynb` -> `core.html`."
     return re.sub(r'^\d+[a-z]?_', '', nb.stem) + '.html'
@@ -60,8 +64,7 @@ def readme(cache: Path, cfg):
     prepare(nb)
     nb_dir = posixpath.dirname(Path(cfg.readme_nb).as_posix())
     # nbdev's links to API names point at the docs host, which may not be published: link the notebook in the repository
-    base = cfg.doc_host.rstrip('/') + '/' + cfg.doc_baseurl.strip('/')
-    doclink = re.compile(r'\[([^\]\n]*)\]\(' + re.escape(base) + r'/?([^)#\s]*)(#[^)\s]*)?\)')
+    doclink = re.compile(r'\[([^\]\n]*)\]\(' + re.escape(doc_base(cfg)) + r'/?([^)#\s]*)(#[^)\s]*)?\)')
     notebook_of = {f'{name}.html': posixpath.join(cfg.nbs_path.name, p.relative_to(cache).as_posix()) for p, name, _ in layout(cache)}
     for cell in nb.cells:      # a link to a notebook: the notebook in the repository (the README sits at the root)
         if cell.cell_type == 'markdown':
@@ -187,7 +190,7 @@ def short_signature(name: str, params, returns, width: int = 64) -> str:
     lines, cur = [], f'{name}('
     for i, part in enumerate(parts):
         piece = part + (', ' if i < len(parts) - 1 else '')
-        if len(cur) + len(piece.rstrip()) > width and cur.strip() not in (f'{name}(',):
+        if len(cur) + len(piece.rstrip()) > width and cur != f'{name}(':
             lines.append(cur.rstrip()); cur = '    '
         cur += piece
     cur += ')' + ret
@@ -375,11 +378,11 @@ def site(cache: Path, out: Path, cfg):
     shutil.rmtree(src, ignore_errors=True); src.mkdir(parents=True)
     pages = layout(cache)
     if not pages: sys.exit(f"no processed notebooks in {cache}")
-    doc_base = cfg.doc_host.rstrip('/') + '/' + cfg.doc_baseurl.strip('/')
+    base = doc_base(cfg)
     nbs = {name: nbformat.read(p, as_version=4) for p, name, _ in pages}
     found = {}                                   # first pass: the show_doc entries of every page
-    for name, nb in nbs.items(): to_myst(nbformat.from_dict(json.loads(json.dumps(nb))), name, Rewriter(doc_base), found.setdefault(f'{name}.html', set()))
-    rw, titles, anchors = Rewriter(doc_base, found), {}, {}
+    for name, nb in nbs.items(): to_myst(nbformat.from_dict(json.loads(json.dumps(nb))), name, Rewriter(base), found.setdefault(f'{name}.html', set()))
+    rw, titles, anchors = Rewriter(base, found), {}, {}
     for p, name, _ in pages:
         a = set(); titles[name] = to_myst(nbs[name], name, rw, a, module_line(cfg.nbs_path/p.relative_to(cache), cfg)); anchors[name] = sorted(a)
     # generated pages (Reference): the API index, and the changelog when the repository has one

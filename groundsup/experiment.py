@@ -71,6 +71,8 @@ class DataCfg:
     grounding: Optional[str] = None     # grounding cache folder for `source: grounding` terms (written by `groundsup ground`)
     feedback: Optional[str] = None      # annotations file of yes/no answers (groundsup.feedback) for the `loss.feedback` term; about the train split
     feedback_digest: Optional[str] = None   # set by the runner: a digest of the answers, so a run resumed after more answers is refused
+    regions: Optional[str] = None       # annotations file with region answers (boxes, clicks: groundsup.feedback) for `source: regions` / `grounding+regions` terms; about the train split
+    regions_digest: Optional[str] = None    # set by the runner: a digest of the region answers (a run resumed after more answers is refused)
     masks: bool = False                 # load foreground masks (for `source: mask` terms and localisation metrics)
     upweight: Optional[str] = None      # None, 'class' or 'group' (group labels: a baseline GALS does not need)
     num_workers: int = 2                # DataLoader workers
@@ -174,7 +176,7 @@ def shipped_configs() -> list[str]:
 
 def load_config(config: str | Path | dict, # a YAML file, the name of a shipped config, or a dict
                 overrides: list[str] | tuple = (), # dotted overrides, e.g. ['train.lr=0.01', 'loss.gradient_outside.weight=100']
-                purpose: str = 'train', # 'train'; or 'eval': only the data and the model are used, so the loss and the files only it reads (data.feedback) are dropped before the checks
+                purpose: str = 'train', # 'train'; or 'eval': only the data and the model are used, so the loss and the files only it reads (data.feedback, data.regions) are dropped before the checks
                ) -> DictConfig:
     "Read an experiment configuration, apply overrides, and check every value before anything runs."
     schema = OmegaConf.structured(ExperimentCfg)
@@ -193,7 +195,7 @@ def load_config(config: str | Path | dict, # a YAML file, the name of a shipped 
             except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
             if not isinstance(user, DictConfig): raise ValueError(f"{path}: expected a YAML mapping of config keys, got {type(user).__name__}")
             if path.parent != _shipped_dir():   # a user's file: its relative data paths are relative to it (shipped ones: to the working dir)
-                for key in ('root', 'grounding', 'feedback'):
+                for key in ('root', 'grounding', 'feedback', 'regions'):
                     v = user.get('data', {}).get(key) if isinstance(user.get('data', {}), DictConfig) else None
                     if isinstance(v, str) and not Path(v).is_absolute() and not v.startswith('${'): user.data[key] = str((path.parent/v).resolve())
         cfg = OmegaConf.merge(schema, user)
@@ -203,7 +205,7 @@ def load_config(config: str | Path | dict, # a YAML file, the name of a shipped 
     try: cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as e: fail(e, 'the command-line overrides')
     if purpose not in ('train', 'eval'): raise ValueError(f"purpose={purpose!r}: expected 'train' or 'eval'")
-    if purpose == 'eval': cfg.loss, cfg.data.feedback = LossCfg(), None      # evaluating a checkpoint reads no answers and no loss
+    if purpose == 'eval': cfg.loss, cfg.data.feedback, cfg.data.regions = LossCfg(), None, None      # evaluating a checkpoint reads no answers and no loss
     check_config(cfg)
     return cfg
 
@@ -297,6 +299,8 @@ def _check_data(d, batch_size):
     if not 0 <= w.bias <= 1: raise ValueError(f"data.world.bias={w.bias}: expected a fraction in [0, 1] (0.95 is Waterbirds-95)")
     for k, lo in (('n_train', 1), ('n_val', 1), ('n_test', 1), ('size', 16), ('seed', 0)):
         if w[k] < lo: raise ValueError(f"data.world.{k}={w[k]}: expected an int >= {lo}")
+    from groundsup.world import radius_scale
+    radius_scale(w.object_share, 'data.world.object_share')   # null, or a mean share of the image the shapes can have
     if d.kind == 'world' and w.n_train < batch_size:
         raise ValueError(f"train.batch_size={batch_size} is larger than the world's training set (data.world.n_train={w.n_train})")
 
@@ -313,8 +317,17 @@ def _check_loss(cfg):
     abn = [f'loss.{k}' for k in terms if TERMS[k].needs_abn] + ['loss.abn_classification'] * (cfg.loss.abn_classification is not None)
     if abn and not cfg.model.name.endswith('_abn'):
         raise ValueError(f"{', '.join(abn)}: {'these terms need' if len(abn) > 1 else 'this term needs'} an ABN model (model.name=..._abn), got {cfg.model.name!r}")
-    if any(t.source == 'grounding' for t in terms.values()) and not cfg.data.grounding:
-        raise ValueError("a loss term uses source: grounding but data.grounding (a grounding cache folder) is not set")
+    grounded = [k for k, t in terms.items() if t.source in ('grounding', 'grounding+regions')]
+    if grounded and not cfg.data.grounding:
+        raise ValueError(f"loss.{grounded[0]} uses source: {terms[grounded[0]].source} but data.grounding (a grounding cache folder) is not set")
+    regioned = [k for k, t in terms.items() if t.source in ('regions', 'grounding+regions')]
+    if regioned and cfg.data.regions is None:
+        raise ValueError(f"loss.{regioned[0]} uses source: {terms[regioned[0]].source} but data.regions (an annotations file with region answers) is not set: "
+                         "give it, e.g. data.regions=answers.jsonl")
+    if cfg.data.regions is not None and not regioned:
+        raise ValueError(f"data.regions={cfg.data.regions!r} is set but no loss term uses it; set a term's source to regions or grounding+regions, or drop data.regions")
+    if cfg.data.regions is not None and not Path(cfg.data.regions).is_file():
+        raise FileNotFoundError(f"data.regions={cfg.data.regions!r}: no such annotations file (regions are written by the feedback view or `simulate_regions`)")
     if any(t.source == 'mask' for t in terms.values()) and not cfg.data.masks:
         raise ValueError("a loss term uses source: mask but data.masks is false")
     answered = [k for k, t in terms.items() if t.source == 'feedback']
@@ -372,19 +385,24 @@ def build_datasets(cfg: DictConfig, # experiment configuration
         else: ds = CSVDataset(d.root, split, **kw)
         out[split] = ds
     if d.feedback and 'train' in out: out['train'].add_maps('feedback', open_feedback(cfg, out['train']).signed_maps())
+    if d.regions and 'train' in out:
+        regions = open_feedback(cfg, out['train'], 'regions').region_maps()
+        if not regions: raise ValueError(f"data.regions={d.regions!r} holds no region answers (only yes/no ones, or none): draw boxes in the feedback view or use `simulate_regions`")
+        out['train'].add_maps('region', regions)
     if d.upweight and 'train' in out: out['train'] = WithWeights(out['train'], sample_weights(out['train'], d.upweight))
     return out
 
-def open_feedback(cfg: DictConfig, # experiment configuration with `data.feedback` set
+def open_feedback(cfg: DictConfig, # experiment configuration with `data.feedback` (or `data.regions`) set
                   train=None, # its training dataset (default: built from `cfg`)
+                  key: str = 'feedback', # 'feedback' (`data.feedback`) or 'regions' (`data.regions`)
                  ) -> Annotations:
-    "The answers of `data.feedback`, checked to be about this experiment's training images (same dataset key, known ids)."
+    "The answers of `data.feedback` (or `data.regions`), checked to be about this experiment's training images (same dataset key, known ids)."
     train = train if train is not None else build_datasets(cfg, splits=('train',))['train']
-    return Annotations(cfg.data.feedback, train.img_ids, dataset_key(train))
+    return Annotations(cfg.data[key], train.img_ids, dataset_key(train))
 
 def _feedback_digest(ann: Annotations) -> str:
     import hashlib
-    return hashlib.sha256(json.dumps(sorted((str(r['id']), r['answer'], r['map_hash']) for r in ann.records.values())).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(sorted((str(r['id']), r['answer'], r['map_hash']) for r in ann.records.values())).encode()).hexdigest()[:16]   # a region's map_hash covers its boxes and clicks
 
 def prepare_data(cfg: DictConfig, # experiment configuration
                  progress: bool = True, # progress bar while a world is written
@@ -511,6 +529,7 @@ def run_experiment(cfg: DictConfig, # from `load_config`
     _check_labels(ds, cfg.model.num_classes)
     tc = train_config(cfg)
     if cfg.data.feedback is not None: cfg.data.feedback_digest = _feedback_digest(open_feedback(cfg, ds['train']))   # more answers later: another run
+    if cfg.data.regions is not None: cfg.data.regions_digest = _feedback_digest(open_feedback(cfg, ds['train'], 'regions'))
     out = claim_out(cfg, restart)
     loss_fn = _loss_fn(cfg)
     val, test = MemoryItems(ds['val']), MemoryItems(ds['test'])    # evaluated every epoch with a fixed transform: loaded once for every seed
@@ -541,8 +560,8 @@ def summary_table(summaries: list[dict], # summaries from `run_experiment`
 # %% ../nbs/08a_experiment.ipynb #edfa7d47
 def uses_grounding(cfg: DictConfig, # experiment configuration
                   ) -> bool:
-    "Whether a loss term of `cfg` is supervised by the grounding (`source: grounding`), so that stage 1 (`run_grounding`) must run before training."
-    return any(t.source == 'grounding' for t in _terms(cfg).values())
+    "Whether a loss term of `cfg` is supervised by the grounding (`source: grounding` or `grounding+regions`), so that stage 1 (`run_grounding`) must run before training."
+    return any(t.source in ('grounding', 'grounding+regions') for t in _terms(cfg).values())
 
 # %% ../nbs/08a_experiment.ipynb #4900e713
 def load_model(cfg: DictConfig, # experiment configuration: `model.name` and `model.num_classes` build the classifier
@@ -569,11 +588,12 @@ def _compared(cfg) -> dict:
     "The dotted keys of an experiment config that change its results."
     c = _flat(OmegaConf.to_container(cfg, resolve=True))
     loss = {k: v for k, v in c.items() if k.startswith('loss.')}
-    uses_grounding = any(k.endswith('.source') and v == 'grounding' for k, v in loss.items())
+    uses_grounding = any(k.endswith('.source') and v in ('grounding', 'grounding+regions') for k, v in loss.items())
     free = set(_FREE_KEYS) | ({'data.grounding'} if not uses_grounding else set())
-    # an unset loss term (`loss.<name>: null`) is the same as a missing one: runs saved before a term existed stay valid
+    # an unset loss term (`loss.<name>: null`) or world option (`data.world.<option>: null`) is the same as a missing one:
+    # runs saved before a term or option existed stay valid
     return {k: v for k, v in c.items() if k not in free and not (k.startswith('grounding.') and not uses_grounding)
-            and not (k.startswith('loss.') and v is None)}
+            and not ((k.startswith(('loss.', 'data.world.')) or k in ('data.regions', 'data.regions_digest')) and v is None)}
 
 def config_changes(saved: DictConfig | dict, # the config a run was made with (e.g. `out/config.yaml`)
                    cfg: DictConfig | dict, # the config asked for now

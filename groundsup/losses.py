@@ -43,28 +43,39 @@ def boxes_to_masks(boxes: torch.Tensor, # `B x K x 4` (or `B x 4`) boxes `(x0, y
     return inside.any(1, keepdim=True).float()
 
 # %% ../nbs/06_losses.ipynb #a1edc650
-SOURCES = ('grounding', 'mask', 'bbox', 'zeros')
+SOURCES = ('grounding', 'mask', 'bbox', 'zeros', 'regions', 'grounding+regions')
 
-def supervision_maps(source: str, # one of 'grounding', 'mask', 'bbox', 'zeros'
+def supervision_maps(source: str, # one of `SOURCES`
                      size: tuple[int, int], # `(H, W)` of the targets (usually the input image size)
                      maps: torch.Tensor | None = None, # 'grounding': `B x P x h x w` maps (from the grounding cache)
                      masks: torch.Tensor | None = None, # 'mask': `B x 1 x H x W` or `B x H x W` masks
                      boxes: torch.Tensor | None = None, # 'bbox': `B x K x 4` boxes in pixels
                      batch_size: int | None = None, # 'zeros': the batch size
+                     regions: torch.Tensor | None = None, # 'regions', 'grounding+regions': `B x 1 x h x w` answered regions (all zero: no answer)
                      combine: str = 'average_nonzero', # how several prompts' maps are combined (see `combine_maps`)
                      invert: bool = False, # use `1 - target`
                      device=None, # device of the targets (default: that of the given maps/masks/boxes)
                     ) -> tuple[torch.Tensor, torch.Tensor]: # targets float32 `B x 1 x H x W` in [0, 1], valid bool `B`
     "Target maps for attention supervision, and which images carry a valid target."
     if source not in SOURCES: raise ValueError(f"source={source!r}: expected one of {SOURCES}")
-    need = {'grounding': ('maps', maps), 'mask': ('masks', masks), 'bbox': ('boxes', boxes), 'zeros': ('batch_size', batch_size)}[source]
-    if need[1] is None: raise ValueError(f"source={source!r} needs `{need[0]}=`")
+    need = {'grounding': [('maps', maps)], 'mask': [('masks', masks)], 'bbox': [('boxes', boxes)], 'zeros': [('batch_size', batch_size)],
+            'regions': [('regions', regions)], 'grounding+regions': [('maps', maps), ('regions', regions)]}[source]
+    for k, v in need:
+        if v is None: raise ValueError(f"source={source!r} needs `{k}=`")
     if isinstance(size, int): size = (size, size)
-    if source == 'grounding':
+    if source in ('grounding', 'grounding+regions'):
         if combine not in COMBINE_MODES: raise ValueError(f"combine={combine!r}: expected one of {COMBINE_MODES}")
         one = normalize_maps(combine_maps(maps, combine))
         valid = nonzero_maps(one)[:, 0]
         targets = resize_maps(one, size)
+    if source in ('regions', 'grounding+regions'):
+        if regions.ndim != 4 or regions.shape[1] != 1: raise ValueError(f"regions: expected B x 1 x h x w, got shape {tuple(regions.shape)}")
+        r = regions.float() if tuple(regions.shape[-2:]) == tuple(size) else resize_maps(regions.float(), size)
+        r = (r >= 0.5).float()                                     # binary again after the resize (and the augmentation's)
+        answered = nonzero_maps(r)[:, 0]
+        if source == 'regions': targets, valid = r, answered
+        else: targets, valid = torch.where(answered[:, None, None, None], r, targets), valid | answered   # answers replace the grounding
+    if source in ('grounding', 'regions', 'grounding+regions'): pass
     elif source == 'mask':
         m = masks[:, None] if masks.ndim == 3 else masks
         if m.ndim != 4 or m.shape[1] != 1: raise ValueError(f"masks: expected B x 1 x H x W or B x H x W, got shape {tuple(masks.shape)}")
@@ -185,7 +196,7 @@ def abn_losses(attention: torch.Tensor, # `B x 1 x h x w` attention map of the a
 class Term:
     "One attention-supervision term."
     weight: float = 1.0                 # multiplier of the term (GALS: 10000 for input gradients on Waterbirds)
-    source: str = 'grounding'           # target source: 'grounding', 'mask', 'bbox' or 'zeros' ('feedback': the feedback term's own)
+    source: str = 'grounding'           # target source: one of `SOURCES` ('grounding', 'mask', 'bbox', 'zeros', 'regions', 'grounding+regions'), or a term's own ('feedback')
     criterion: str = 'l1'               # 'l1' or 'l2'
     combine: str = 'average_nonzero'    # how prompts' maps are combined ('average_nonzero', 'max', 'mean')
     invert: bool = False                # supervise towards 1 - target
@@ -288,11 +299,13 @@ class TermInputs:
     def targets(self, term: Term, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         "Target maps `B x 1 x H x W` of `term` for this batch, and which images have a valid one (see `supervision_maps`)."
         batch = self.batch
-        key = {'grounding': 'map', 'mask': 'mask', 'bbox': 'boxes', 'zeros': None}[term.source]
-        if key is not None and key not in batch:
-            raise KeyError(f"{name} uses source={term.source!r} but the batch has no {key!r} (keys: {sorted(batch)})")
+        keys = {'grounding': ['map'], 'mask': ['mask'], 'bbox': ['boxes'], 'zeros': [], 'regions': ['region'], 'grounding+regions': ['map', 'region']}[term.source]
+        for key in keys:
+            if key not in batch: raise KeyError(f"{name} uses source={term.source!r} but the batch has no {key!r} (keys: {sorted(batch)})"
+                                                + ('; set data.regions to an annotations file with region answers' if key == 'region' else ''))
         kw = {'grounding': {'maps': batch.get('map')}, 'mask': {'masks': batch.get('mask')}, 'bbox': {'boxes': batch.get('boxes')},
-              'zeros': {'batch_size': len(batch['image'])}}[term.source]
+              'zeros': {'batch_size': len(batch['image'])}, 'regions': {'regions': batch.get('region')},
+              'grounding+regions': {'maps': batch.get('map'), 'regions': batch.get('region')}}[term.source]
         t, v = supervision_maps(term.source, self.size, combine=term.combine, invert=term.invert, device=batch['image'].device, **kw)
         if not v.any(): warn_once(name, f"{name}: a batch had no image with a valid {term.source} target; no {name} loss for such batches")
         if term.threshold is not None: t = (t >= term.threshold).to(t.dtype)
@@ -400,8 +413,13 @@ def _counterfactual(term, inputs, name):
     "The change of the true-class margin when everything outside the target is the next valid image's (`counterfactual_loss`)."
     t, v = inputs.targets(term, name)
     i = v.nonzero()[:, 0]
-    if len(i) < 2: return None   # each image is given the surroundings of the next valid image of the batch
-    return counterfactual_loss(inputs.model, inputs.x, inputs.logits, inputs.labels, t[i], i, i.roll(1), term.criterion, term.fill)
+    if term.source == 'regions':   # a few answered images: each is given the surroundings of the next image of the batch, answered or not
+        if not len(i) or len(v) < 2: return None
+        partner = (i + 1) % len(v)
+    else:                          # each image is given the surroundings of the next valid image of the batch
+        if len(i) < 2: return None
+        partner = i.roll(1)
+    return counterfactual_loss(inputs.model, inputs.x, inputs.logits, inputs.labels, t[i], i, partner, term.criterion, term.fill)
 
 
 # %% ../nbs/06_losses.ipynb #f4fc43a6

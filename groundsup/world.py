@@ -14,12 +14,12 @@ from tqdm.auto import tqdm
 from .core import read_json, write_json
 
 # %% auto #0
-__all__ = ['FAMILIES', 'SHAPES', 'EXTRA_SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'WORLD_VERSION', 'JPEG_QUALITY', 'SPLITS',
-           'SHAPE_WORDS', 'FAMILY_WORDS', 'AGNOSTIC_WORDS', 'PLACE_WORDS', 'WORLD_CLIP', 'WORLD_CLIP_VIT',
-           'WORLD_CLIPS', 'ASSETS', 'OBJECT_PROMPT', 'FAMILY_PROMPTS', 'PLACE_PROMPTS', 'stream_seed', 'check_int',
-           'sample_scenes', 'render_scenes', 'world_scenes', 'make_world', 'place_swapped', 'caption_scene',
-           'world_clip_path', 'register_world_clip', 'world_clip_config', 'train_world_clip', 'save_world_clip',
-           'load_world_clip', 'evaluate_world_clip']
+__all__ = ['FAMILIES', 'SHAPES', 'EXTRA_SHAPES', 'PLACES', 'COLOURS', 'COLOUR_NAMES', 'RADIUS_LAW', 'MAX_RADIUS', 'DEFAULT_SHARE',
+           'MAX_SHARE', 'WORLD_VERSION', 'JPEG_QUALITY', 'SPLITS', 'SHAPE_WORDS', 'FAMILY_WORDS', 'AGNOSTIC_WORDS',
+           'PLACE_WORDS', 'WORLD_CLIP', 'WORLD_CLIP_VIT', 'WORLD_CLIPS', 'ASSETS', 'OBJECT_PROMPT', 'FAMILY_PROMPTS',
+           'PLACE_PROMPTS', 'stream_seed', 'check_int', 'radius_scale', 'sample_scenes', 'render_scenes',
+           'world_scenes', 'make_world', 'place_swapped', 'caption_scene', 'world_clip_path', 'register_world_clip',
+           'world_clip_config', 'train_world_clip', 'save_world_clip', 'load_world_clip', 'evaluate_world_clip']
 
 # %% ../nbs/05_world.ipynb #927d62d7
 FAMILIES = ('round', 'angular')   # label y = 0, 1
@@ -47,15 +47,34 @@ def check_int(v, # the value to check, e.g. a number of images
     return int(v)
 
 # %% ../nbs/05_world.ipynb #4dfd676c
+RADIUS_LAW = (0.2, 0.16)   # a shape's radius is a + b * U(0, 1) (a = 0.2, b = 0.16), in units of half the image side, before `object_share` scales it
+MAX_RADIUS = 0.94          # a shape's centre lies within +-(MAX_RADIUS - radius) of the image centre, so the shape stays inside
+_SHAPE_AREAS = (math.pi, 0.55 * math.pi, math.pi * (1 - 0.55 ** 2),   # area / radius**2 of disc, ellipse, ring,
+                0.75 * math.sqrt(3), 1.5 ** 2, math.pi * (0.42 ** 2 + 0.42 * 0.58 + 0.58 ** 2 / 3))   # triangle, square, star (as drawn)
+DEFAULT_SHARE = (sum(_SHAPE_AREAS) / len(_SHAPE_AREAS) * (RADIUS_LAW[0] ** 2 + RADIUS_LAW[0] * RADIUS_LAW[1] + RADIUS_LAW[1] ** 2 / 3)) / 4
+MAX_SHARE = DEFAULT_SHARE * (MAX_RADIUS / sum(RADIUS_LAW)) ** 2   # the largest mean share whose largest shapes still fit
+
+def radius_scale(object_share: float | None, # a shape's mean share of the image's area, in (0, `MAX_SHARE`]; None: the default law
+                 name: str = 'object_share', # the option's name, for the message
+                ) -> float: # the factor on `RADIUS_LAW`: 1.0 for None
+    "The factor on every radius that makes a shape cover `object_share` of the image on average (its area grows with the radius squared)."
+    if object_share is None: return 1.0
+    if isinstance(object_share, bool) or not isinstance(object_share, (int, float, np.floating, np.integer)) or not 0 < object_share <= MAX_SHARE:
+        raise ValueError(f"{name}={object_share!r}: expected the shape's mean share of the image's area, a number in (0, {MAX_SHARE:.3f}] "
+                         f"(the default law's: {DEFAULT_SHARE:.3f}; above {MAX_SHARE:.3f} its largest shapes would not fit in the image)")
+    return math.sqrt(float(object_share) / DEFAULT_SHARE)
+
 def sample_scenes(n: int, # number of scenes
-                  seed: int = 0, # scenes are a pure function of (n, seed, y, place, p_empty)
+                  seed: int = 0, # scenes are a pure function of (n, seed, y, place, p_empty, object_share)
                   y: torch.Tensor | None = None, # labels (family of the shape); None: fair coin flips
                   place: torch.Tensor | None = None, # backgrounds (0 land, 1 water); None: independent of `y`
                   p_empty: float = 0.0, # probability that a scene has no foreground shape at all
+                  object_share: float | None = None, # the shape's mean share of the image's area (e.g. 0.12), at most `MAX_SHARE`; None: `RADIUS_LAW` as is (`DEFAULT_SHARE`, about 0.04)
                  ) -> dict: # parameter name -> tensor of length `n`
     "Draw the parameters of `n` scenes: shape kind, size, position, rotation, colour, background."
     n, seed = check_int(n, 'n'), check_int(seed, 'seed')
     if not 0 <= p_empty <= 1: raise ValueError(f"p_empty={p_empty!r}: expected a probability in [0, 1]")
+    k = radius_scale(object_share)
     g = torch.Generator().manual_seed(stream_seed(seed, n))
     u = lambda: torch.rand(n, generator=g)
     yy, pl = (u() < 0.5).long(), (u() < 0.5).long()
@@ -64,8 +83,8 @@ def sample_scenes(n: int, # number of scenes
     for v, name in ((y, 'y'), (place, 'place')):
         if v.shape != (n,) or not ((v == 0) | (v == 1)).all(): raise ValueError(f"{name}: expected {n} values in {{0, 1}}")
     shape = y * 3 + torch.randint(0, 3, (n,), generator=g)
-    radius = 0.2 + 0.16 * u()                      # in units of half the image side
-    cx, cy = (u() * 2 - 1) * (0.94 - radius), (u() * 2 - 1) * (0.94 - radius)
+    radius = (RADIUS_LAW[0] + RADIUS_LAW[1] * u()) * k   # in units of half the image side (k = 1.0: the default law, exactly)
+    cx, cy = (u() * 2 - 1) * (MAX_RADIUS - radius), (u() * 2 - 1) * (MAX_RADIUS - radius)
     return dict(y=y, place=place, shape=shape, radius=radius, cx=cx, cy=cy, angle=u() * 2 * math.pi,
                 colour=torch.randint(0, len(COLOURS), (n,), generator=g), empty=u() < p_empty,
                 bg_a=u(), bg_b=u(), bg_c=u(), bg_seed=torch.randint(0, 2**31 - 1, (n,), generator=g))
@@ -153,19 +172,21 @@ def _split_groups(n, split, bias, seed):
     perm = torch.randperm(n, generator=g)
     return y[perm], place[perm]
 
-def _world_config(bias, n_train, n_val, n_test, size, seed):
+def _world_config(bias, n_train, n_val, n_test, size, seed, object_share=None):
     if not isinstance(bias, (float, int)) or isinstance(bias, bool) or not 0 <= bias <= 1:
         raise ValueError(f"bias={bias!r}: expected a fraction in [0, 1] (0.95 is Waterbirds-95)")
     for v, k in ((n_train, 'n_train'), (n_val, 'n_val'), (n_test, 'n_test')): check_int(v, k)
-    return dict(version=WORLD_VERSION, bias=float(bias), n_train=int(n_train), n_val=int(n_val), n_test=int(n_test),
-                size=check_int(size, 'size', lo=16), seed=check_int(seed, 'seed'))
+    radius_scale(object_share)
+    cfg = dict(version=WORLD_VERSION, bias=float(bias), n_train=int(n_train), n_val=int(n_val), n_test=int(n_test),
+               size=check_int(size, 'size', lo=16), seed=check_int(seed, 'seed'))
+    return cfg if object_share is None else {**cfg, 'object_share': float(object_share)}   # recorded only when set: older worlds stay valid
 
 def world_scenes(config: dict) -> tuple[dict, list[int]]:
     "All scenes of a world (splits concatenated: train, val, test) and the split of each, from its `config`."
     parts, splits = [], []
     for split, n in enumerate((config['n_train'], config['n_val'], config['n_test'])):
         y, place = _split_groups(n, split, config['bias'], config['seed'])
-        parts.append(sample_scenes(n, seed=stream_seed(config['seed'], split), y=y, place=place))
+        parts.append(sample_scenes(n, seed=stream_seed(config['seed'], split), y=y, place=place, object_share=config.get('object_share')))
         splits += [split] * n
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, splits
 
@@ -192,16 +213,18 @@ def make_world(root: str | Path, # folder to write (created if missing)
                n_test: int = 400, # test images (balanced over the 4 groups)
                size: int = 224, # image side in pixels (224: a 7 x 7 grid at the tiny CLIP's `visual.layer4`)
                seed: int = 0, # the whole folder is a function of this seed and the other arguments
+               object_share: float | None = None, # the shape's mean share of the image's area (e.g. 0.12; at most `MAX_SHARE`, about 0.28); None: the default size law (about 0.04), and world.json does not record it
                batch_size: int = 64, # images rendered at a time
                progress: bool = True, # show a progress bar
               ) -> Path: # `root`
     "Write (or resume, or reuse) a biased Waterbirds-format dataset of scenes, with foreground masks."
-    root = Path(root); cfg = _world_config(bias, n_train, n_val, n_test, size, seed)
+    root = Path(root); cfg = _world_config(bias, n_train, n_val, n_test, size, seed, object_share)
     info = root / 'world.json'
     if info.exists():
         old = read_json(info, 'world description')
         if old.get('config') != cfg:
-            diff = {k: (old.get('config', {}).get(k), v) for k, v in cfg.items() if old.get('config', {}).get(k) != v}
+            was = old.get('config') or {}
+            diff = {k: (was.get(k), cfg.get(k)) for k in {**was, **cfg} if was.get(k) != cfg.get(k)}
             raise ValueError(f"{root} holds a world made with another configuration (existing, requested): {diff}; "
                              "pass another folder or the same arguments")
         if old.get('complete'): return root
@@ -269,6 +292,7 @@ def _a(s): return ('an ' if s[0] in 'aeiou' else 'a ') + s
 def caption_scene(scenes: dict, # from `sample_scenes`
                   i: int, # which scene
                   rng: random.Random, # source of the wording choices
+                  object_share: float | None = None, # the `object_share` the scenes were drawn with: 'small' and 'big' are relative to its radius law
                  ) -> str:
     "A varied English caption of scene `i`: the shape (kind, family or just 'shape'), maybe its colour/size/position, maybe the background."
     place = rng.choice(PLACE_WORDS[int(scenes['place'][i])])
@@ -278,7 +302,7 @@ def caption_scene(scenes: dict, # from `sample_scenes`
     noun = (rng.choice(SHAPE_WORDS[SHAPES[int(scenes['shape'][i])]]) if r < 0.35 else
             rng.choice(FAMILY_WORDS[int(scenes['y'][i])]) if r < 0.65 else rng.choice(AGNOSTIC_WORDS))
     adj = []
-    if rng.random() < 0.3: adj.append('small' if scenes['radius'][i] < 0.28 else 'big')
+    if rng.random() < 0.3: adj.append('small' if scenes['radius'][i] < 0.28 * radius_scale(object_share) else 'big')   # 0.28: the law's median
     if rng.random() < 0.6: adj.append(COLOUR_NAMES[int(scenes['colour'][i])])
     obj = _a(' '.join(adj + [noun]))
     if rng.random() < 0.2:

@@ -1,5 +1,7 @@
 "The shipped experiment configurations: every one loads and passes the checks once its paths are given."
 import pytest
+from pathlib import Path
+from omegaconf import OmegaConf
 from groundsup.experiment import load_config, shipped_configs
 
 NAMES = shipped_configs()
@@ -7,11 +9,39 @@ DATASET_NAMES = [n for n in NAMES if not n.startswith('world_')]   # the world's
 
 def test_configs_ship():
     assert {'waterbirds_95_gals', 'waterbirds_100_gals', 'redmeat_gals', 'waterbirds_95_vanilla', 'waterbirds_95_abn',
-            'waterbirds_95_upweight'} <= set(NAMES)
+            'waterbirds_95_upweight', 'waterbirds_95_gals_cf', 'waterbirds_100_gals_cf', 'redmeat_gals_cf'} <= set(NAMES)
+
+@pytest.mark.parametrize('dataset, prompts', [('waterbirds_95', ['an image of a bird', 'a photo of a bird']),
+                                              ('waterbirds_100', ['an image of a bird', 'a photo of a bird']),
+                                              ('redmeat', ['an image of meat', 'a photo of meat'])])
+def test_gals_configs_ground_with_gals_recipe(dataset, prompts):
+    "The GALS configs carry GALS's stage 1 (configs/*_attention.yaml of the GALS repository); the _cf ones differ in the loss only."
+    from groundsup.experiment import config_changes
+    ov = ['data.root=/x', 'data.grounding=/y']
+    gals, cf = load_config(f'{dataset}_gals', ov), load_config(f'{dataset}_gals_cf', ov)
+    for c in (gals, cf):
+        assert (c.grounding.model, c.grounding.pretrained, list(c.grounding.prompts), c.grounding.method, c.grounding.layer) == \
+               ('RN50', 'openai', prompts, 'gradcam', None)
+    assert {k.split('.')[1] for k in config_changes(gals, cf)} == {'gradient_outside', 'counterfactual'} and cf.loss.gradient_outside is None
+    t = cf.loss.counterfactual
+    assert (t.weight, t.threshold, t.criterion, t.combine, t.source) == (3 if dataset == 'waterbirds_100' else 1, 0.3, 'l1', 'average_nonzero', 'grounding')
+    assert 'untested on the real data' in (Path(__file__).parents[1]/'groundsup'/'assets'/'configs'/f'{dataset}_gals_cf.yaml').read_text().splitlines()[0].lower()
+
+def test_world_object_share_option():
+    "data.world.object_share reaches make_world's options; a share the shapes cannot have is refused when the config is read."
+    from groundsup.experiment import config_changes
+    cfg = load_config('world_vanilla', ['data.root=/x', 'data.world.object_share=0.12'])
+    assert cfg.data.world.object_share == 0.12 and load_config('world_vanilla').data.world.object_share is None
+    for bad in ('0.5', '0', '-0.1'):
+        with pytest.raises(ValueError, match='data.world.object_share=.*expected'):
+            load_config('world_vanilla', ['data.root=/x', f'data.world.object_share={bad}'])
+    old = load_config('world_vanilla'); saved = OmegaConf.to_container(old); del saved['data']['world']['object_share']
+    assert config_changes(saved, old) == []                     # a run saved before the option existed is the same config
+    assert config_changes(saved, cfg) == ['data.root', 'data.world.object_share']
 
 @pytest.mark.parametrize('name', NAMES)
 def test_shipped_config_loads_with_paths(name, tmp_path):
-    ov = [f'data.root={tmp_path}', f'data.grounding={tmp_path}'] if name.endswith('gals') else [f'data.root={tmp_path}']
+    ov = [f'data.root={tmp_path}', f'data.grounding={tmp_path}'] if name.endswith(('gals', 'gals_cf')) else [f'data.root={tmp_path}']
     if name.endswith('feedback'):      # the answers file must exist (its content is checked when the data is built)
         (tmp_path/'answers.jsonl').touch(); ov.append(f'data.feedback={tmp_path}/answers.jsonl')
     cfg = load_config(name, ov)
@@ -77,3 +107,29 @@ def test_grounding_layer_is_a_stage_of_the_resnet_tower(layer, ok):
     else:
         with pytest.raises(ValueError, match=r"grounding.layer=.*expected null \(the last stage\) or a stage of 'RN50'.*layer1, layer2, layer3, layer4"):
             load_config(cfg)
+
+def _food101(root, n=8, size=64):
+    "A Food-101 folder (images/<class>/<k>.jpg, meta/train.txt, meta/test.txt) of Red Meat's five classes, rendered world scenes as images."
+    from PIL import Image
+    from groundsup.world import sample_scenes, render_scenes
+    classes = ['prime_rib', 'pork_chop', 'steak', 'baby_back_ribs', 'filet_mignon']
+    imgs, lines = render_scenes(sample_scenes(n * len(classes), seed=1), size)[0], []
+    (root/'meta').mkdir(parents=True)
+    for c, name in enumerate(classes):
+        (root/'images'/name).mkdir(parents=True)
+        for k in range(n):
+            Image.fromarray((imgs[c * n + k].permute(1, 2, 0) * 255).byte().numpy()).save(root/'images'/name/f'{k}.jpg'); lines.append(f'{name}/{k}')
+    (root/'meta'/'train.txt').write_text('\n'.join(lines)); (root/'meta'/'test.txt').write_text('\n'.join(lines[::4]))
+    return root
+
+@pytest.mark.parametrize('name', ['waterbirds_95_gals_cf', 'redmeat_gals_cf'])   # waterbirds_100_gals_cf: the same with another weight
+def test_counterfactual_dataset_configs_run(name, tmp_path):
+    "The _cf configs ground (their two prompts) and train end to end on small data: a world folder (Waterbirds format), a Food-101 folder."
+    from groundsup.world import make_world
+    from groundsup.experiment import run_grounding, run_experiment
+    root = _food101(tmp_path/'food-101').parent if name.startswith('redmeat') else make_world(tmp_path/'wb', n_train=16, n_val=8, n_test=8, size=64, progress=False)
+    small = ['grounding.model=groundsup-tiny-rn', 'grounding.pretrained=null', 'model.name=resnet_small', 'model.pretrained=false',
+             'data.size=32', 'train.epochs=1', 'train.batch_size=4', 'data.num_workers=0', 'train.device=cpu']
+    cfg = load_config(name, [f'data.root={root}', f'data.grounding={tmp_path}/g', f'out={tmp_path}/runs'] + small)
+    assert len(run_grounding(cfg, progress=False).prompts) == 2
+    assert run_experiment(cfg, progress=False)['trials'][0]['train_counterfactual'] > 0

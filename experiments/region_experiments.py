@@ -3,12 +3,15 @@ new classifiers train from them (groundsup.feedback.simulate_regions, data.regio
 
 Makes the region tables of the experiment page (nbs/08a_experiment.ipynb, docs page experiment.html), section "Region
 answers, measured with a simulated annotator": its input nbs/data/region_experiments.json is this script's
-`<root>/region_results.json` plus the answers' statistics `<root>/region_answers.json`. Run from a checkout (groundsup
-installed), on CPUs:
+`<root>/region_experiments.json`: the runs' measures (`<root>/region_results.json`) and the answers' statistics
+(`<root>/region_answers.json`). Run from a checkout (groundsup installed), on CPUs:
 
     python experiments/world_experiments.py --root R --methods vanilla --tag _ref           # the classifiers the proposers look at
-    python experiments/region_experiments.py --root R --plan 1     # answers, then the runs of plan 1 (then 2, 3, ...)
-    python experiments/region_experiments.py --root R --report     # R/region_results.json
+    python experiments/world_experiments.py --root R --worlds 95 --methods gals_cf --tag _ref                          # the references
+    python experiments/world_experiments.py --root R --worlds 100 --methods gals_cf --tag _ref --extra loss.counterfactual.weight=3
+    python experiments/region_experiments.py --root R --plan 1 2 3 4 5 6    # the answers, then the runs of each plan in turn
+    python experiments/region_experiments.py --root R --report     # R/region_experiments.json
+    cp R/region_experiments.json nbs/data/region_experiments.json
 
 For each world and seed, the vanilla classifier of that seed (`R/<world>/vanilla_ref/seed<s>-run`, its selected
 checkpoint) orders the training images, lowest score first (`groundsup.feedback.propose`):
@@ -43,13 +46,13 @@ PLANS = {
     1: {'_masks': (None, None, 'mask', ['data.masks=true']),
         '_rb25': ('reliance', 25, 'grounding+regions', []),
         '_ra100': ('reliance', 100, 'regions', [])},
-    2: {'_rb100': ('reliance', 100, 'grounding+regions', []),
-        '_rb10': ('reliance', 10, 'grounding+regions', []),
-        '_ra25': ('reliance', 25, 'regions', [])},
+    2: {'_rb100': ('reliance', 100, 'grounding+regions', [])},
     3: {'_ab25': ('agreement', 25, 'grounding+regions', []),
-        '_xb25': ('random', 25, 'grounding+regions', []),
-        '_ra10': ('reliance', 10, 'regions', [])},
-    4: {'_ea100': ('reliance', 100, 'regions', ['loss.counterfactual=null', 'loss.energy.weight=1', 'loss.energy.layer=layer3']),
+        '_xb25': ('random', 25, 'grounding+regions', [])},
+    4: {'_ea100': ('reliance', 100, 'regions', ['loss.counterfactual=null', 'loss.energy.weight=1', 'loss.energy.layer=layer3'])},
+    5: {'_rb10': ('reliance', 10, 'grounding+regions', []),
+        '_ra25': ('reliance', 25, 'regions', [])},
+    6: {'_ra10': ('reliance', 10, 'regions', []),
         '_ea100w10': ('reliance', 100, 'regions', ['loss.counterfactual=null', 'loss.energy.weight=10', 'loss.energy.layer=layer3'])},
 }
 BUDGETS = (10, 25, 100)
@@ -134,7 +137,15 @@ def main():
                 if rc: sys.exit(rc)
 
 def report(root, a):
+    "Measure every run (world_experiments.py's report: worst group, place flips, attention inside) and write `region_experiments.json`."
     subprocess.check_call([sys.executable, str(HERE / 'world_experiments.py'), '--root', str(root), '--report', '--worlds', *a.worlds,
                            '--methods', 'vanilla', 'gals_cf', '--seeds', *map(str, a.seeds), '--results', 'region_results'])
+    res = json.loads((root / 'region_results.json').read_text())
+    res = {k: v for k, v in res.items() if k.split('/', 1)[1] in ('vanilla_ref', 'gals_cf_ref') or k.split('/', 1)[1][len('gals_cf'):] in
+           [t for plan in PLANS.values() for t in plan]}
+    out = {'results': res, 'answers': json.loads((root / 'region_answers.json').read_text()),
+           'plans': {t: list(v[:3]) + [v[3]] for plan in PLANS.values() for t, v in plan.items()}, 'cf_weight': CF_WEIGHT}
+    (root / 'region_experiments.json').write_text(json.dumps(out, indent=1))
+    print(f"wrote {root / 'region_experiments.json'}: {', '.join(f'{k} ({len(v)})' for k, v in res.items())}")
 
 if __name__ == '__main__': main()

@@ -400,6 +400,13 @@ def open_feedback(cfg: DictConfig, # experiment configuration with `data.feedbac
     train = train if train is not None else build_datasets(cfg, splits=('train',))['train']
     return Annotations(cfg.data[key], train.img_ids, dataset_key(train))
 
+def _set_digests(cfg, train=None):
+    "Set `data.feedback_digest` and `data.regions_digest` from the answers files (about the training split `train`, built when not given)."
+    if cfg.data.feedback is None and cfg.data.regions is None: return
+    train = train if train is not None else build_datasets(OmegaConf.merge(cfg, {'data': {'feedback': None, 'regions': None}}), splits=('train',))['train']
+    if cfg.data.feedback is not None: cfg.data.feedback_digest = _feedback_digest(open_feedback(cfg, train))   # more answers later: another run
+    if cfg.data.regions is not None: cfg.data.regions_digest = _feedback_digest(open_feedback(cfg, train, 'regions'))
+
 def _feedback_digest(ann: Annotations) -> str:
     import hashlib
     return hashlib.sha256(json.dumps(sorted((str(r['id']), r['answer'], r['map_hash']) for r in ann.records.values())).encode()).hexdigest()[:16]   # a region's map_hash covers its boxes and clicks
@@ -528,8 +535,7 @@ def run_experiment(cfg: DictConfig, # from `load_config`
     ds = build_datasets(cfg, maps)
     _check_labels(ds, cfg.model.num_classes)
     tc = train_config(cfg)
-    if cfg.data.feedback is not None: cfg.data.feedback_digest = _feedback_digest(open_feedback(cfg, ds['train']))   # more answers later: another run
-    if cfg.data.regions is not None: cfg.data.regions_digest = _feedback_digest(open_feedback(cfg, ds['train'], 'regions'))
+    _set_digests(cfg, ds['train'])
     out = claim_out(cfg, restart)
     loss_fn = _loss_fn(cfg)
     val, test = MemoryItems(ds['val']), MemoryItems(ds['test'])    # evaluated every epoch with a fixed transform: loaded once for every seed
@@ -613,6 +619,9 @@ def claim_out(cfg: DictConfig, # the experiment about to run
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"out={str(out)!r} is a file, not a folder")
     saved_f = out/'config.yaml'
     if saved_f.is_file() and _run_folders(out):
+        # the answers' digests are set by `run_experiment`; a command that claims `out` first (groundsup train) has them made here
+        if (cfg.data.feedback is not None and cfg.data.feedback_digest is None) or (cfg.data.regions is not None and cfg.data.regions_digest is None):
+            _set_digests(cfg)
         try: saved = OmegaConf.create(read_sealed(saved_f, 'run config')); changed = config_changes(saved, cfg)
         except Exception as e:
             msg = str(e).splitlines()[0] if str(saved_f) in str(e) else f"{saved_f}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0]})"

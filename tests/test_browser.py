@@ -1,4 +1,4 @@
-"The comparer and its yes/no answers in a real browser: JupyterLab on 127.0.0.1, a notebook that builds them on the shipped world, headless Chromium via playwright."
+"The comparer, its yes/no answers and region answers (a box dragged, a click) in a real browser: JupyterLab on 127.0.0.1, a notebook that builds them on the shipped world, headless Chromium via playwright."
 import json, os, secrets, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
@@ -174,7 +174,7 @@ def test_comparer_in_jupyterlab(lab):
             answers = tmp/'answers.jsonl'
             old = _src(page, 'groundsup-panel-image')
             t = time.perf_counter(); page.locator('button.groundsup-wrong').click()
-            _wait_text(page, '.groundsup-answer-count', '1 answered: 1 wrong, 0 right · 7 left')
+            _wait_text(page, '.groundsup-answer-count', '1 answered: 1 wrong, 0 right, 0 region · 7 left')
             timings['answer_s'] = _wait_src_change(page, 'groundsup-panel-image', old, t)
             _wait_ready(page)
             timings['answer_kernel_status'] = page.inner_text('.groundsup-status')
@@ -186,7 +186,7 @@ def test_comparer_in_jupyterlab(lab):
             cells = page.locator('.jp-Cell').count()
             old = _src(page, 'groundsup-panel-image')
             t = time.perf_counter(); page.keyboard.press('y')
-            _wait_text(page, '.groundsup-answer-count', '2 answered: 1 wrong, 1 right · 6 left')
+            _wait_text(page, '.groundsup-answer-count', '2 answered: 1 wrong, 1 right, 0 region · 6 left')
             timings['key_answer_s'] = _wait_src_change(page, 'groundsup-panel-image', old, t)
             _wait_ready(page)
             assert [json.loads(l)['answer'] for l in answers.read_text().splitlines()[1:-1]] == ['wrong', 'right']
@@ -204,6 +204,53 @@ def test_comparer_in_jupyterlab(lab):
             page.select_option('.groundsup-answer-filter select', 'all')
             _wait_text(page, '.groundsup-count', 'image 6 of 8')
 
+            # region answers on an unanswered image (7), with the object prompt shown again: drag a box around the shape, then click on it
+            for k in (6, 7):
+                old = _src(page, 'groundsup-panel-image')
+                page.locator('button.groundsup-next').click()
+                _wait_src_change(page, 'groundsup-panel-image', old, time.perf_counter())
+                _wait_ready(page)
+            assert page.input_value('.groundsup-jump input') == '7' and 'not answered' in page.inner_text('.groundsup-answer')
+            old = _src(page, 'groundsup-panel-grounding')
+            prompt = page.locator('.groundsup-prompts input')
+            prompt.fill('a photo of a shape'); prompt.press('Enter')
+            _wait_src_change(page, 'groundsup-panel-grounding', old, time.perf_counter())
+            _wait_ready(page)
+            from groundsup.data import WaterbirdsDataset                   # where the shape is: the world's true mask of image 7
+            mask = WaterbirdsDataset(tmp/'world', 'test', masks=True)[7]['mask'][0] > 0
+            ys, xs = mask.nonzero(as_tuple=True)
+            H, W = mask.shape
+            tight = [float(xs.min()) / W, float(ys.min()) / H, float(xs.max() + 1) / W, float(ys.max() + 1) / H]
+            centre = (float(xs.float().mean() + 0.5) / W, float(ys.float().mean() + 0.5) / H)
+            assert mask[int(centre[1] * H), int(centre[0] * W)], 'the centre of this shape is not on it'
+            img = page.locator('img.groundsup-panel-image')
+            bb = img.bounding_box()
+            at = lambda fx, fy: (bb['x'] + fx * bb['width'], bb['y'] + fy * bb['height'])
+            drawn = [max(tight[0] - 0.03, 0.01), max(tight[1] - 0.03, 0.01), min(tight[2] + 0.03, 0.99), min(tight[3] + 0.03, 0.99)]
+            old = _src(page, 'groundsup-panel-image')
+            page.mouse.move(*at(drawn[0], drawn[1])); page.mouse.down()
+            for k in range(1, 9): page.mouse.move(*at(drawn[0] + k / 8 * (drawn[2] - drawn[0]), drawn[1] + k / 8 * (drawn[3] - drawn[1])))
+            t = time.perf_counter(); page.mouse.up()
+            _wait_text(page, '.groundsup-answer-count', '3 answered: 1 wrong, 1 right, 1 region · 5 left')
+            timings['region_box_s'] = _wait_src_change(page, 'groundsup-panel-image', old, t)   # the outline drawn
+            _wait_text(page, '.groundsup-answer', 'answered region (1 box, 0 clicks)')
+            rec = json.loads(answers.read_text().splitlines()[-2])             # the last record, before the end line
+            assert rec['answer'] == 'region' and len(rec['boxes']) == 1 and rec['clicks'] == [], rec
+            assert all(abs(a - b) <= 0.02 for a, b in zip(rec['boxes'][0], drawn)), (rec['boxes'], drawn)   # in the image's fractions
+            assert page.locator('.jp-Cell').count() == cells                  # the drag did not reach JupyterLab
+            page.screenshot(path=str(ARTIFACTS/'feedback_region_box.png'), full_page=True)
+            old = _src(page, 'groundsup-panel-image')
+            t = time.perf_counter(); page.mouse.click(*at(*centre))
+            _wait_text(page, '.groundsup-answer', 'answered region (1 box, 1 click)')
+            timings['region_click_s'] = _wait_src_change(page, 'groundsup-panel-image', old, t)
+            rec = json.loads(answers.read_text().splitlines()[-2])
+            assert rec['answer'] == 'region' and len(rec['boxes']) == 1 and len(rec['clicks']) == 1, rec
+            assert all(abs(a - b) <= 0.02 for a, b in zip(rec['clicks'][0], centre)), (rec['clicks'], centre)
+            assert [json.loads(l)['answer'] for l in answers.read_text().splitlines()[1:-1]] == ['wrong', 'right', 'region']
+            _wait_text(page, '.groundsup-answer-count', '3 answered: 1 wrong, 1 right, 1 region · 5 left')
+            page.screenshot(path=str(ARTIFACTS/'feedback_region.png'), full_page=True)
+            img.screenshot(path=str(ARTIFACTS/'feedback_region_panel.png'))
+
             # restart the kernel, run the cell again: the answers are reloaded from the file
             page.evaluate("() => document.querySelectorAll('.groundsup-feedback-view').forEach(e => e.classList.add('groundsup-old'))")
             page.locator('.jp-Cell .jp-InputArea-editor').first.click()
@@ -215,7 +262,7 @@ def test_comparer_in_jupyterlab(lab):
             page.locator('.jp-Cell .jp-InputArea-editor').first.click()
             t = time.perf_counter(); page.keyboard.press('Shift+Enter')
             page.wait_for_selector('.groundsup-feedback-view:not(.groundsup-old)', timeout=180_000)
-            _wait_text(page, '.groundsup-feedback-view:not(.groundsup-old) .groundsup-answer-count', '2 answered: 1 wrong, 1 right · 6 left', 180_000)
+            _wait_text(page, '.groundsup-feedback-view:not(.groundsup-old) .groundsup-answer-count', '3 answered: 1 wrong, 1 right, 1 region · 5 left', 180_000)
             _wait_ready(page, 180_000)
             timings['reload_after_restart_s'] = time.perf_counter() - t
             page.select_option('.groundsup-answer-filter select', 'right')
@@ -223,6 +270,13 @@ def test_comparer_in_jupyterlab(lab):
             _wait_text(page, '.groundsup-answer', 'answered right')          # set once the image is shown
             assert page.input_value('.groundsup-jump input') == '6'
             page.screenshot(path=str(ARTIFACTS/'feedback_reloaded.png'), full_page=True)
+            old = _src(page, 'groundsup-panel-image')
+            page.select_option('.groundsup-answer-filter select', 'region')    # the region came back too, outlined
+            _wait_src_change(page, 'groundsup-panel-image', old, time.perf_counter())
+            _wait_text(page, '.groundsup-answer', 'answered region (1 box, 1 click)')
+            _wait_text(page, '.groundsup-count', 'image 1 of 1 (of 8)')
+            assert page.input_value('.groundsup-jump input') == '7'
+            page.screenshot(path=str(ARTIFACTS/'feedback_reloaded_region.png'), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS/'failure.png'), full_page=True); raise
         finally:

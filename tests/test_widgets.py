@@ -226,7 +226,7 @@ def test_answers_are_saved_and_move_on(clip, data, tmp_path):
     c.index = 0; assert 'wrong' in fv.answer.value                              # an answered image shows its answer
     fv.give('right'); assert fv.annotations.get(0)['answer'] == 'right' and c.index == 2   # re-answered; the next unanswered
     assert c.timings['answer_and_next'] > 0 and c.timings['answer_and_next_cpu'] < 0.3
-    assert fv.count.value == f'2 answered: 0 wrong, 2 right · {N - 2} left'
+    assert fv.count.value == f'2 answered: 0 wrong, 2 right, 0 region · {N - 2} left'
 
 def test_answers_reload_filter_and_count(clip, data, tmp_path):
     c = make(clip, data)
@@ -234,8 +234,8 @@ def test_answers_reload_filter_and_count(clip, data, tmp_path):
     for a in ('wrong', 'right', 'wrong'): fv.give(a)                          # images 0, 1, 2
     c2 = make(clip, data, index=2)                                             # as after a kernel restart
     fv2 = FeedbackView(c2, tmp_path / 'a.jsonl', keys=False)
-    assert fv2.annotations.counts() == {'right': 1, 'wrong': 2} and 'wrong' in fv2.answer.value
-    assert fv2.count.value == f'3 answered: 2 wrong, 1 right · {N - 3} left'
+    assert fv2.annotations.counts() == {'right': 1, 'wrong': 2, 'region': 0} and 'wrong' in fv2.answer.value
+    assert fv2.count.value == f'3 answered: 2 wrong, 1 right, 0 region · {N - 3} left'
     fv2.answer_filter.value = 'wrong'; assert c2._positions == [0, 2]
     fv2.answer_filter.value = 'right'; assert c2._positions == [1] and c2.index == 1
     fv2.answer_filter.value = 'unanswered'; assert c2._positions == [3, 4, 5] and c2.index == 3
@@ -274,11 +274,59 @@ def test_feedback_keys(clip, data, tmp_path):
     pytest.importorskip('ipyevents')
     c = make(clip, data)
     fv = FeedbackView(c, tmp_path / 'a.jsonl')
-    assert [e.watched_events for e in fv.events] == [['keydown']] * 2 and fv.events[0].source is c.panel_row
+    assert [e.watched_events for e in fv.events[:2]] == [['keydown']] * 2 and fv.events[0].source is c.panel_row
+    assert fv.events[2] is fv.mouse and fv.mouse.source is c.panels['image'] and fv.mouse.watched_events == ['mousedown', 'mouseup']
+    assert len(FeedbackView(make(clip, data), tmp_path / 'b.jsonl', keys=False, regions=False).events) == 0
     fv._on_key({'type': 'keydown', 'key': 'n'}); assert fv.annotations.get(0)['answer'] == 'wrong' and c.index == 1
     fv._on_key({'type': 'keydown', 'key': 'y'}); assert fv.annotations.get(1)['answer'] == 'right'
     fv._on_key({'type': 'keydown', 'key': 'ArrowLeft'}); assert c.index == 1
     fv._on_key({'type': 'keydown', 'key': 'q'}); assert len(fv.annotations) == 2        # other keys: nothing
+
+def test_region_answers(clip, data, tmp_path):
+    "A box and a click on an image: saved as a region (replacing a yes/no answer), outlined, filtered, counted, reloaded."
+    from groundsup.feedback import box_region, region_mask
+    c = make(clip, data)
+    fv = FeedbackView(c, tmp_path / 'a.jsonl', keys=False, regions=False)   # add_region works without the mouse events
+    fv.give('wrong'); c.index = 0
+    png, box = c.panels['image'].value, (0.1, 0.1, 0.5, 0.5)
+    rec = fv.add_region(box=box)
+    assert (rec['answer'], rec['boxes'], rec['clicks'], c.index) == ('region', [list(box)], [], 0)   # replaces 'wrong'; the view stays
+    assert torch.equal(fv.annotations.region_maps()[0], box_region([box]))
+    assert c.panels['image'].value != png and 'region (1 box, 0 clicks)' in fv.answer.value
+    rec = fv.add_region(click=(0.4, 0.3))
+    assert rec['boxes'] == [list(box)] and rec['clicks'] == [[0.4, 0.3]]
+    assert torch.equal(fv.annotations.region_maps()[0], region_mask([box], [(0.4, 0.3)], c.grounding([0])[0], threshold=0.3))
+    assert c.timings['region_answer'] > 0 and c.timings['region_answer_cpu'] < 0.3
+    assert fv.count.value == f'1 answered: 0 wrong, 0 right, 1 region · {N - 1} left'
+    outlined, n = c.panels['image'].value, c.calls['render_image']
+    c.colormap.value = [o for o in c.colormap.options if o != c.colormap.value][0]   # a refresh of the same image keeps the outline
+    assert c.panels['image'].value == outlined and c.calls['render_image'] == n
+    c.index = 1; assert c.panels['image'].value != outlined
+    c.index = 0; assert c.panels['image'].value == outlined                  # drawn again when the image comes back
+    with pytest.raises(ValueError, match='one of'): fv.add_region()
+    # the mouse, as ipyevents reports it: a drag is a box, a press and release within 4 px a click (the panel's pixels)
+    S = c.display_size
+    c.index = 3
+    fv._on_mouse({'type': 'mousedown', 'dataX': 20, 'dataY': 30}); fv._on_mouse({'type': 'mouseup', 'dataX': 120, 'dataY': 140})
+    fv._on_mouse({'type': 'mousedown', 'dataX': 60, 'dataY': 60}); fv._on_mouse({'type': 'mouseup', 'dataX': 61, 'dataY': 62})
+    r3 = fv.annotations.get(3)
+    assert r3['boxes'] == [[20 / S, 30 / S, 120 / S, 140 / S]] and r3['clicks'] == [[61 / S, 62 / S]]
+    fv._on_mouse({'type': 'mousedown', 'dataX': 10, 'dataY': 10}); fv._on_mouse({'type': 'mouseup', 'dataX': 100, 'dataY': 10})   # no height
+    assert '⚠' in c.status.value and fv.annotations.get(3) == r3              # refused in the status, nothing saved
+    # the filter, and a new view on the file (as after a kernel restart)
+    fv.answer_filter.value = 'region'; assert c._positions == [0, 3]
+    fv.answer_filter.value = 'all'
+    c2 = make(clip, data, index=3)
+    fv2 = FeedbackView(c2, tmp_path / 'a.jsonl', keys=False)
+    assert fv2.annotations.counts() == {'right': 0, 'wrong': 0, 'region': 2} and fv2.count.value == fv.count.value
+    assert 'region (1 box, 1 click)' in fv2.answer.value and c2.panels['image'].value == c.panels['image'].value   # shown and outlined
+    assert torch.equal(fv2.annotations.region_maps()[3], fv.annotations.region_maps()[3])
+    fv2.answer_filter.value = 'region'; assert c2._positions == [0, 3] and c2.index == 3
+    fv2.give('right')                                                           # a yes/no answer replaces the region: it leaves the filter
+    assert fv2.annotations.counts() == {'right': 1, 'wrong': 0, 'region': 1} and c2._positions == [0] and c2.index == 0
+    fv2.answer_filter.value = 'all'
+    fv2.clear(); assert 0 not in fv2.annotations and 'not answered' in fv2.answer.value and c2.index == 0
+    assert c2.panels['image'].value == png                                     # the outline went with the region
 
 def test_attribution_layer(clip, data):
     from groundsup.models import build_model

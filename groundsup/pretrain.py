@@ -23,11 +23,12 @@ __all__ = ['PRETRAIN_STREAM', 'REPRO_TOLERANCE', 'pretraining_scenes', 'render_p
 PRETRAIN_STREAM = 77   # the pretraining set's seed stream; benchmark worlds use streams 0-2 (splits) and 1000-1002
 
 def pretraining_scenes(n: int, # number of scenes
-                       seed: int = 0, # the scenes are a pure function of (n, seed)
+                       seed: int = 0, # the scenes are a pure function of (n, seed, object_share)
+                       object_share: float | None = None, # the shapes' mean share of the image (see `sample_scenes`); None: the default size law (the shipped backbone's)
                       ) -> dict: # scene parameters (see `sample_scenes`) with 'kind' in 0-7 (`EXTRA_SHAPES`)
     "Scenes of the pretraining set: one of the `EXTRA_SHAPES` on land or water, every attribute drawn independently."
     n, seed = check_int(n, 'n', lo=1), check_int(seed, 'seed')
-    s = sample_scenes(n, seed=stream_seed(seed, PRETRAIN_STREAM))
+    s = sample_scenes(n, seed=stream_seed(seed, PRETRAIN_STREAM), object_share=object_share)
     g = torch.Generator().manual_seed(stream_seed(seed, PRETRAIN_STREAM, 1))
     s['kind'] = torch.randint(0, len(EXTRA_SHAPES), (n,), generator=g)
     s['shape'] = len(SHAPES) + s['kind']
@@ -39,9 +40,10 @@ def render_pretraining_set(n: int, # number of images
                            render: int = 128, # side the scenes are drawn at before an antialiased resize to `size`
                            batch_size: int = 256, # scenes rendered at a time
                            progress: bool = True, # progress bar
+                           object_share: float | None = None, # see `pretraining_scenes`
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # uint8 images `n x 3 x size x size`, kinds, places
     "Render the pretraining set in memory (uint8, about 12 KB per 64 px image)."
-    s = pretraining_scenes(n, seed)
+    s = pretraining_scenes(n, seed, object_share)
     out = []
     for b in tqdm(range(0, n, batch_size), desc='render pretraining set', disable=not progress, unit='batch'):
         x, _ = render_scenes({k: v[b:b + batch_size] for k, v in s.items()}, render)
@@ -80,6 +82,7 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
                       n_eval: int = 1024, # held-out scenes (seed + 1) for the card's accuracies
                       threads: int | None = 2, # torch CPU threads (the bits depend on it: the shipped file was made with 2); None: leave as is
                       progress: bool = True, # progress bars
+                      object_share: float | None = None, # the shapes' mean share of the image (`sample_scenes`); None: the default size law, as the shipped backbone
                      ) -> tuple[torch.nn.Module, dict]: # the `SmallResNet` (head: 8 kinds + 2 places) and its card
     "Train the world backbone on the pretraining set; returns the model and a card (data, recipe, accuracies, CPU)."
     for v, k in ((n, 'n'), (epochs, 'epochs'), (batch_size, 'batch_size')): check_int(v, k, lo=1)
@@ -89,7 +92,7 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
     if threads: torch.set_num_threads(threads)
     t0 = time.time()
     try:
-        x, kinds, places = render_pretraining_set(n, seed, size, progress=progress)
+        x, kinds, places = render_pretraining_set(n, seed, size, progress=progress, object_share=object_share)
         seed_everything(seed)
         K = len(EXTRA_SHAPES)
         net = SmallResNet(width, K + len(PLACES))
@@ -114,13 +117,14 @@ def pretrain_backbone(n: int = 24000, # pretraining images (rendered once, in me
                 if b % 10 == 0: bar.set_postfix(kind=f'{lk.item():.3f}', place=f'{lp.item():.3f}')
         bar.close()
         train_acc = _accuracies(net, x[:n_eval], kinds[:n_eval], places[:n_eval])
-        xe, ke, pe = render_pretraining_set(n_eval, seed + 1, size, progress=progress)
+        xe, ke, pe = render_pretraining_set(n_eval, seed + 1, size, progress=progress, object_share=object_share)
         held = _accuracies(net, xe, ke, pe)
     finally:
         torch.set_num_threads(old_threads)
     card = dict(name=SHIPPED_WEIGHTS['world'][1], arch='resnet_small', width=width, input_size=size, normalisation='imagenet',
                 data=dict(n=n, seed=seed, stream=PRETRAIN_STREAM, kinds=list(EXTRA_SHAPES), places=list(PLACES), render=128,
-                          note='EXTRA_SHAPES only (no benchmark shape); kind, place, colour, size, position, rotation independent'),
+                          note='EXTRA_SHAPES only (no benchmark shape); kind, place, colour, size, position, rotation independent',
+                          **({} if object_share is None else {'object_share': float(object_share)})),   # recorded only when set, as in world.json
                 recipe=dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer='adamw', scheduler='cosine',
                             augment='horizontal flip', loss='cross-entropy(kind) + cross-entropy(place)', threads=threads),
                 accuracy=dict(train_kind=train_acc['kind'], train_place=train_acc['place'], held_out_kind=held['kind'],

@@ -20,21 +20,16 @@ import argparse, json, time
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 
-from groundsup.world import sample_scenes, render_scenes, stream_seed, EXTRA_SHAPES, SHAPES, DEFAULT_SHARE
-from groundsup.pretrain import PRETRAIN_STREAM
+from groundsup.world import sample_scenes, render_scenes, stream_seed, EXTRA_SHAPES, DEFAULT_SHARE
+from groundsup.pretrain import PRETRAIN_STREAM, pretraining_scenes
 from groundsup.data import IMAGENET_MEAN, IMAGENET_STD
 from groundsup.models import build_model
 
 SHARES = {'4': None, '12': 0.12, '25': 0.25}
 
 def scenes(n, seed, share, extra):
-    "Held-out scenes: the pretraining shapes (`extra`) or the benchmark's, on land or water, everything independent."
-    s = sample_scenes(n, seed=stream_seed(seed, PRETRAIN_STREAM), object_share=share)
-    if extra:
-        g = torch.Generator().manual_seed(stream_seed(seed, PRETRAIN_STREAM, 1))
-        s['kind'] = torch.randint(0, len(EXTRA_SHAPES), (n,), generator=g)
-        s['shape'] = len(SHAPES) + s['kind']
-    return s
+    "Held-out scenes: the pretraining shapes (`extra`: `pretraining_scenes`) or the benchmark's, from the same stream, everything independent."
+    return pretraining_scenes(n, seed, share) if extra else sample_scenes(n, seed=stream_seed(seed, PRETRAIN_STREAM), object_share=share)
 
 @torch.no_grad()
 def features(net, s, px, batch=250):
